@@ -1,0 +1,244 @@
+"""Typed configuration: dataclass defaults <- TOML files <- ``--set section.key=value``.
+
+The defaults below are the authors' ADE20K setting (DESIGN §3 and §6); ``ivr.toml`` at the
+repository root spells them out with a comment per key. Unknown sections or keys, wrong
+types and out-of-range values are :class:`IvrError`\\ s naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import toml
+
+from ivr_core.errors import IvrError
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+MODEL_TYPES = ("baseline", "memory")
+
+
+@dataclass
+class DataConfig:
+    dir: str = "data/ADE"  # folder with the prepared ade_<split>_<min_count>.json files
+    root: str = ""  # dataset root holding the images; "" = the root recorded by prepare-data
+    train_split: str = "train"
+    test_split: str = "mtest"
+    min_count: int = 5  # class frequency threshold the split files were prepared with
+    scale: int = 600  # shorter image side, in pixels
+    max_size: int = 1000  # cap on the longer side
+    flip: bool = True  # train on horizontally flipped copies too (left_/right_ classes swap)
+    workers: int = 2  # DataLoader worker processes
+
+
+@dataclass
+class ModelConfig:
+    type: str = "baseline"  # baseline | memory
+    backbone: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
+    weights: str = "torchvision"  # torchvision | none | path to a backbone state dict
+    norm: str = "frozen_bn"  # frozen_bn (pretrained) | bn (trainable, from scratch)
+    fixed_blocks: int = 1  # frozen stages: 0 none, 1 conv1+layer1, 2 +layer2, 3 +layer3
+    tail_stride: int = 1  # stride of layer4, run on each region's crop (authors: 1)
+    crop_size: int = 7  # crop_and_resize output size for region features
+
+
+@dataclass
+class MemoryConfig:
+    channels: int = 512  # memory channels C_m
+    init_size: int = 20  # learned init, resized to the feature map
+    iterations: int = 3  # ITER
+    fc_dim: int = 4096  # width of the two FC layers on the memory crop
+    context_layers: int = 3  # conv layers of the context block: 1 + 2 per residual block
+    input_convs: int = 2  # convs turning (pool5, logits) into the update input
+    gate_kernel: int = 3  # kernel size of the gated update convs
+    beta: float = 0.5  # hard-example weighting threshold
+    iter_loss_weight: float = 1.0
+    final_loss_weight: float = 1.0
+    norm: str = "none"  # none | group: group norm inside the memory convs
+    norm_groups: int = 32
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 320000
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 5e-4
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # on weights only (not biases or norms)
+    schedule: str = "step"  # step | cosine
+    lr_steps: list[int] = field(default_factory=lambda: [280000])  # step schedule: x lr_gamma
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0  # linear warm-up from 0
+    snapshot_every: int = 10000
+    keep_last: int = 3  # checkpoints kept in the run folder
+    log_every: int = 20
+    seed: int = 3
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    deterministic: bool = False  # deterministic kernels: bitwise-repeatable runs, a bit slower
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return toml.dumps(self.to_dict())
+
+
+def _sections() -> dict[str, type]:
+    return typing.get_type_hints(Config)
+
+
+def _check_value(key: str, value: Any, expected: Any) -> Any:
+    """Return ``value`` converted to ``expected`` or raise an IvrError naming ``key``."""
+    origin = typing.get_origin(expected)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        if not isinstance(value, list):
+            raise IvrError(f"config key '{key}' must be a list of {item.__name__}, got {value!r}")
+        return [_check_value(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is not bool and isinstance(value, bool) or not isinstance(value, expected):
+        raise IvrError(
+            f"config key '{key}' must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def merge(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
+    """Return a copy of ``cfg`` with a nested ``{section: {key: value}}`` mapping applied."""
+    cfg = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s))
+                                      for s in _sections()})
+    for section, values in overrides.items():
+        if section not in _sections():
+            raise IvrError(f"unknown config section '{section}' in {source}; "
+                           f"known sections: {', '.join(_sections())}")
+        if not isinstance(values, dict):
+            raise IvrError(f"config section '{section}' in {source} must be a table")
+        target = getattr(cfg, section)
+        hints = typing.get_type_hints(type(target))
+        for key, value in values.items():
+            if key not in hints:
+                raise IvrError(f"unknown config key '{section}.{key}' in {source}; "
+                               f"known keys: {', '.join(hints)}")
+            setattr(target, key, _check_value(f"{section}.{key}", value, hints[key]))
+    return cfg
+
+
+def load_file(cfg: Config, path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise IvrError(f"config file not found: {path}")
+    try:
+        data = toml.loads(path.read_text(encoding="utf-8"))
+    except (toml.TomlDecodeError, UnicodeDecodeError) as e:
+        raise IvrError(f"config file {path} is not valid TOML: {e}") from None
+    return merge(cfg, data, str(path))
+
+
+def parse_override(item: str) -> dict[str, dict[str, Any]]:
+    """``"train.lr=0.01"`` -> ``{"train": {"lr": 0.01}}``; bare words are strings."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    section, dot, name = key.partition(".")
+    if not sep or not dot or not section or not name:
+        raise IvrError(f"--set expects section.key=value, got '{item}'")
+    raw = raw.strip()
+    try:
+        value = toml.loads(f"v = {raw}")["v"]
+    except (toml.TomlDecodeError, IndexError, ValueError):
+        value = raw  # unquoted string such as resnet18 or a path
+    return {section: {name: value}}
+
+
+def validate(cfg: Config) -> Config:
+    """Range and choice checks that the type system cannot express."""
+    def choice(key: str, value: str, allowed: Iterable[str]) -> None:
+        if value not in allowed:
+            raise IvrError(f"config key '{key}' must be one of {', '.join(allowed)}; got '{value}'")
+
+    def positive(key: str, value: float, allow_zero: bool = False) -> None:
+        if value < 0 or (value == 0 and not allow_zero):
+            raise IvrError(f"config key '{key}' must be {'>= 0' if allow_zero else '> 0'}, "
+                           f"got {value}")
+
+    d, m, mem, t, r = cfg.data, cfg.model, cfg.memory, cfg.train, cfg.runtime
+    choice("model.type", m.type, MODEL_TYPES)
+    choice("model.backbone", m.backbone, BACKBONES)
+    choice("model.norm", m.norm, ("frozen_bn", "bn"))
+    choice("memory.norm", mem.norm, ("none", "group"))
+    choice("train.optimizer", t.optimizer, ("sgd", "adamw"))
+    choice("train.schedule", t.schedule, ("step", "cosine"))
+    for key, value in [("data.scale", d.scale), ("data.max_size", d.max_size),
+                       ("model.crop_size", m.crop_size), ("model.tail_stride", m.tail_stride),
+                       ("memory.channels", mem.channels), ("memory.init_size", mem.init_size),
+                       ("memory.iterations", mem.iterations), ("memory.fc_dim", mem.fc_dim),
+                       ("memory.context_layers", mem.context_layers),
+                       ("memory.input_convs", mem.input_convs),
+                       ("memory.gate_kernel", mem.gate_kernel),
+                       ("memory.norm_groups", mem.norm_groups), ("train.iters", t.iters),
+                       ("train.lr", t.lr), ("train.snapshot_every", t.snapshot_every),
+                       ("train.keep_last", t.keep_last), ("train.log_every", t.log_every)]:
+        positive(key, value)
+    for key, value in [("data.min_count", d.min_count), ("data.workers", d.workers),
+                       ("train.weight_decay", t.weight_decay), ("train.momentum", t.momentum),
+                       ("train.warmup_iters", t.warmup_iters),
+                       ("runtime.threads", r.threads), ("memory.beta", mem.beta),
+                       ("memory.iter_loss_weight", mem.iter_loss_weight),
+                       ("memory.final_loss_weight", mem.final_loss_weight)]:
+        positive(key, value, allow_zero=True)
+    if not 0 <= m.fixed_blocks <= 3:
+        raise IvrError(f"config key 'model.fixed_blocks' must be 0..3, got {m.fixed_blocks}")
+    if mem.context_layers % 2 != 1:
+        raise IvrError("config key 'memory.context_layers' must be odd (one conv, then "
+                       f"residual blocks of two), got {mem.context_layers}")
+    if mem.gate_kernel % 2 != 1:
+        raise IvrError(f"config key 'memory.gate_kernel' must be odd, got {mem.gate_kernel}")
+    if mem.norm == "group" and mem.channels % mem.norm_groups:
+        raise IvrError(f"config key 'memory.norm_groups' ({mem.norm_groups}) must divide "
+                       f"memory.channels ({mem.channels})")
+    if not 0 <= mem.beta <= 1:
+        raise IvrError(f"config key 'memory.beta' must be in [0, 1], got {mem.beta}")
+    if sorted(t.lr_steps) != t.lr_steps:
+        raise IvrError(f"config key 'train.lr_steps' must be increasing, got {t.lr_steps}")
+    if r.device not in ("auto", "cpu", "cuda") and not r.device.startswith("cuda:"):
+        raise IvrError(f"config key 'runtime.device' must be auto, cpu, cuda or cuda:N; "
+                       f"got '{r.device}'")
+    return cfg
+
+
+def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
+                base: Config | dict | None = None) -> Config:
+    """Build the resolved config: ``base`` (defaults), then each file, then each ``--set``."""
+    if isinstance(base, dict):
+        cfg = merge(Config(), base, "the checkpoint's config")
+    else:
+        cfg = base or Config()
+    for path in files:
+        cfg = load_file(cfg, path)
+    for item in overrides:
+        cfg = merge(cfg, parse_override(item), f"--set {item}")
+    return validate(cfg)
+
+
+def preset_path(name: str) -> Path:
+    path = Path(__file__).parent / "presets" / f"{name}.toml"
+    if not path.is_file():
+        raise IvrError(f"unknown preset '{name}'")
+    return path

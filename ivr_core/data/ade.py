@@ -1,0 +1,211 @@
+"""ADE20K (release 2016_07_26) parsing, by the authors' rules (DESIGN §2).
+
+A *prepared split* is one JSON file ``ade_<split>_<min_count>.json``::
+
+    {"classes": ["__background__", name, ...],
+     "root": "/abs/path/of/the/dataset", "split": "mtest", "min_count": 5,
+     "images": [{"image": "images/validation/...jpg", "width": W, "height": H,
+                 "boxes": [[x1, y1, x2, y2], ...], "classes": [int, ...],
+                 "seg_areas": [int, ...]}, ...]}
+
+Boxes are inclusive pixel coordinates of the original image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+
+from ivr_core.errors import IvrError
+
+BACKGROUND = "__background__"
+DEFAULT_SPLIT_DIR = Path(__file__).parent / "ade_split"
+SPLITS = ("train", "mval", "mtest")
+
+
+class AnnotationError(Exception):
+    """One image's files are missing or unreadable; the image is skipped and reported."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def normalise_name(raw: str) -> str:
+    return raw.strip().replace(" ", "_")
+
+
+def prepared_name(split: str, min_count: int) -> str:
+    return f"ade_{split}_{min_count}.json"
+
+
+def load_classes(split_dir: str | os.PathLike, min_count: int) -> list[str]:
+    """Background, then every raw class (line >= 1) counted >= ``min_count``, in file order."""
+    split_dir = Path(split_dir)
+    names = _read_lines(split_dir / "objectnames.txt")
+    counts = _read_lines(split_dir / "objectcounts.txt")
+    if len(names) != len(counts):
+        raise IvrError(f"{split_dir}: objectnames.txt has {len(names)} lines but "
+                       f"objectcounts.txt has {len(counts)}; they must match line by line")
+    classes = [BACKGROUND]
+    for line, (name, count) in enumerate(zip(names, counts)):
+        try:
+            n = int(count)
+        except ValueError:
+            raise IvrError(f"{split_dir / 'objectcounts.txt'} line {line + 1}: "
+                           f"'{count}' is not a count") from None
+        if line >= 1 and n >= min_count:
+            classes.append(normalise_name(name))
+    return classes
+
+
+def read_split(split_dir: str | os.PathLike, split: str) -> list[str]:
+    """Image paths of a split file, checked to stay inside the dataset root."""
+    path = Path(split_dir) / f"{split}.txt"
+    entries = [line.strip() for line in _read_lines(path) if line.strip()]
+    for entry in entries:
+        p = PurePosixPath(entry)
+        if p.is_absolute() or ".." in p.parts:
+            raise IvrError(f"{path}: entry '{entry}' leaves the dataset root; split files "
+                           "must hold paths relative to it")
+    return entries
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise IvrError(f"split file not found: {path} (expected the ADE split files "
+                       "train.txt, mval.txt, mtest.txt, objectnames.txt, objectcounts.txt)")
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def parse_atr(path: Path, class_index: dict[str, int]) -> dict[str, int]:
+    """Map ``"%03d_%d" % (instance, level)`` to a kept class index."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise AnnotationError(path, "missing attribute file") from None
+    except OSError as e:
+        raise AnnotationError(path, f"unreadable ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")  # some ADE files are latin-1; names are ASCII anyway
+    instances: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split("#")]
+        if len(fields) < 5:
+            raise AnnotationError(path, f"line {number} has {len(fields)} '#'-separated "
+                                        "fields, expected at least 5")
+        try:
+            key = "%03d_%d" % (int(fields[0]), int(fields[1]))
+        except ValueError:
+            raise AnnotationError(path, f"line {number}: instance number and part level "
+                                        "must be integers") from None
+        cls = class_index.get(normalise_name(fields[4]))
+        if cls is not None:
+            instances[key] = cls
+    return instances
+
+
+def read_mask_instances(path: Path) -> np.ndarray:
+    """The B channel (instance ids) of an ADE mask PNG, as uint8 (H, W)."""
+    if not path.is_file():
+        raise AnnotationError(path, "missing mask")
+    mask = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if mask is None:
+        raise AnnotationError(path, "corrupt or unreadable mask image")
+    return mask[:, :, 0]  # OpenCV gives BGR: B = instance id
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a decodable image; raises AnnotationError otherwise."""
+    if not path.is_file():
+        raise AnnotationError(path, "missing image")
+    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
+        raise AnnotationError(path, "truncated JPEG (no end-of-image marker)")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise AnnotationError(path, "corrupt or unreadable image")
+    return image.shape[0], image.shape[1]
+
+
+def _jpeg_complete(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 64))
+        tail = f.read()
+    return b"\xff\xd9" in tail
+
+
+def mask_path(image_path: Path, suffix: str) -> Path:
+    return image_path.with_name(image_path.stem + suffix)
+
+
+def image_regions(root: Path, rel_path: str, class_index: dict[str, int]) -> dict:
+    """One image's record: boxes, classes and seg areas, objects first, then parts by level."""
+    image_path = root / rel_path
+    height, width = read_image_size(image_path)
+    instances = parse_atr(mask_path(image_path, "_atr.txt"), class_index)
+    boxes, classes, areas = [], [], []
+    level = 0
+    path = mask_path(image_path, "_seg.png")
+    while True:
+        ids = read_mask_instances(path)
+        if ids.shape != (height, width):
+            raise AnnotationError(path, f"mask is {ids.shape[1]}x{ids.shape[0]} but the image "
+                                        f"is {width}x{height}")
+        _add_level(ids, level, instances, boxes, classes, areas)
+        level += 1
+        path = mask_path(image_path, f"_parts_{level}.png")
+        if not path.is_file():
+            break
+    return {"image": rel_path, "width": width, "height": height,
+            "boxes": boxes, "classes": classes, "seg_areas": areas}
+
+
+def _add_level(ids: np.ndarray, level: int, instances: dict[str, int],
+               boxes: list, classes: list, areas: list) -> None:
+    # Instance t of a level is the value at rank t of the sorted unique ids, 0 included when
+    # present (the authors' reading of the format): with no 0 pixel the ranks shift by one.
+    values = np.unique(ids)
+    for rank, value in enumerate(values.tolist()):
+        if value == 0:
+            continue
+        cls = instances.get("%03d_%d" % (rank, level))
+        if cls is None:
+            continue
+        ys, xs = np.nonzero(ids == value)
+        boxes.append([int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())])
+        classes.append(cls)
+        areas.append(int(xs.size))
+
+
+@dataclass
+class Problem:
+    path: str
+    reason: str
+
+
+def check_root(root: Path, split_dir: Path, splits: tuple[str, ...]) -> None:
+    """Fail early, with what was expected, when ``root`` is not an ADE-format dataset."""
+    if not root.is_dir():
+        raise IvrError(f"dataset root not found: {root} (expected the ADE20K_2016_07_26 "
+                       "folder that holds images/training and images/validation)")
+    if not (root / "images").is_dir():
+        raise IvrError(f"{root} has no images/ folder: expected the ADE20K_2016_07_26 layout "
+                       "ROOT/images/{training,validation}/<letter>/<scene>/ADE_*.jpg; point "
+                       "--ade-root at the folder that holds images/")
+    for split in splits:
+        entries = read_split(split_dir, split)
+        if entries and not any((root / e).is_file() for e in entries[:50]):
+            raise IvrError(f"none of the first images of {split_dir / (split + '.txt')} exist "
+                           f"under {root} (e.g. {root / entries[0]}); is --ade-root the folder "
+                           "that the split paths are relative to?")

@@ -1,0 +1,136 @@
+"""Prepared splits as a torch Dataset: one image and all its regions per item."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ivr_core.data.ade import prepared_name
+from ivr_core.errors import IvrError
+
+# torchvision's ImageNet weights expect RGB in [0, 1] normalised with these
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@dataclass
+class PreparedSplit:
+    path: Path
+    root: Path
+    classes: list[str]
+    images: list[dict]
+    context_classes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def flip_map(self) -> np.ndarray:
+        """Class permutation of a horizontal flip: left_x <-> right_x where both exist."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        perm = np.arange(len(self.classes))
+        for name, i in index.items():
+            for a, b in (("left_", "right_"), ("right_", "left_")):
+                if name.startswith(a) and b + name[len(a):] in index:
+                    perm[i] = index[b + name[len(a):]]
+        return perm
+
+
+def load_prepared(data_dir: str | os.PathLike, split: str, min_count: int,
+                  root: str | os.PathLike = "") -> PreparedSplit:
+    """Read ``ade_<split>_<min_count>.json`` from ``data_dir`` (written by prepare-data)."""
+    path = Path(data_dir) / prepared_name(split, min_count)
+    if not path.is_file():
+        raise IvrError(f"prepared split not found: {path}; run `ivr prepare-data` first "
+                       "(or point --data / data.dir at the folder holding it)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        classes, images = doc["classes"], doc["images"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise IvrError(f"{path} is not a prepared split ({e}); rerun `ivr prepare-data`") from None
+    if root:
+        root_path = Path(root)
+    else:
+        root_path = (path.parent / doc.get("root", ".")).resolve()
+    if not root_path.is_dir():
+        raise IvrError(f"dataset root {root_path} (recorded in {path}) does not exist; "
+                       "set data.root to where the images are")
+    return PreparedSplit(path, root_path, classes, images, doc.get("context_classes", []))
+
+
+def image_scale(height: int, width: int, scale: int, max_size: int) -> float:
+    """Shorter side to ``scale`` unless the longer side would exceed ``max_size``."""
+    factor = scale / min(height, width)
+    if round(factor * max(height, width)) > max_size:
+        factor = max_size / max(height, width)
+    return factor
+
+
+class RegionDataset(Dataset):
+    """Items: ``{"image": (3, H, W) float, "boxes": (K, 4) float x1 y1 x2 y2 in scaled
+    pixels, "classes": (K,) long, "index": int, "flipped": bool, "scale": float}``.
+
+    Images without regions are left out. With ``flip`` the list is doubled with
+    horizontally flipped copies (item ``i + n`` is the flip of item ``i``).
+    """
+
+    def __init__(self, split: PreparedSplit, scale: int, max_size: int, flip: bool = False):
+        self.split = split
+        self.scale, self.max_size = scale, max_size
+        self.indices = [i for i, rec in enumerate(split.images) if rec["boxes"]]
+        self.flip = flip
+        self._flip_map = torch.from_numpy(split.flip_map())
+
+    def __len__(self) -> int:
+        return len(self.indices) * (2 if self.flip else 1)
+
+    def __getitem__(self, item: int) -> dict:
+        flipped = item >= len(self.indices)
+        index = self.indices[item - len(self.indices) if flipped else item]
+        rec = self.split.images[index]
+        path = self.split.root / rec["image"]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise IvrError(f"cannot read image {path}; check the file or rerun prepare-data")
+        height, width = image.shape[:2]
+        boxes = torch.tensor(rec["boxes"], dtype=torch.float32).reshape(-1, 4)
+        classes = torch.tensor(rec["classes"], dtype=torch.long)
+        if flipped:
+            image = image[:, ::-1]
+            boxes = torch.stack([width - boxes[:, 2] - 1, boxes[:, 1],
+                                 width - boxes[:, 0] - 1, boxes[:, 3]], dim=1)
+            classes = self._flip_map[classes]
+        factor = image_scale(height, width, self.scale, self.max_size)
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+        image = (image[:, :, ::-1].astype(np.float32) / 255.0 - MEAN) / STD  # BGR -> RGB
+        return {"image": torch.from_numpy(image.transpose(2, 0, 1).copy()),
+                "boxes": boxes * factor, "classes": classes, "index": index,
+                "flipped": flipped, "scale": factor}
+
+
+class IterationSampler(Sampler[int]):
+    """Dataset indices for iterations ``start .. total - 1``: a fresh seeded permutation per
+    epoch, so the order depends only on (seed, iteration) and resuming continues it exactly.
+    """
+
+    def __init__(self, size: int, seed: int, start: int, total: int):
+        self.size, self.seed, self.start, self.total = size, seed, start, total
+
+    def __len__(self) -> int:
+        return max(self.total - self.start, 0)
+
+    def __iter__(self):
+        epoch, perm = -1, None
+        for it in range(self.start, self.total):
+            if it // self.size != epoch:
+                epoch = it // self.size
+                g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+                perm = torch.randperm(self.size, generator=g).tolist()
+            yield perm[it % self.size]

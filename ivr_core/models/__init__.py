@@ -1,0 +1,28 @@
+"""Models and ``build_model(cfg, num_classes)``, the only reader of the model config."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ivr_core.config import Config
+from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
+from ivr_core.models.baseline import BaselineModel
+from ivr_core.models.memory import SpatialMemoryModel
+
+__all__ = ["FEATURE_STRIDE", "BaselineModel", "ResNetC4", "SpatialMemoryModel", "build_model"]
+
+
+def build_model(cfg: Config, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """The model of ``cfg.model.type``; ``pretrained=False`` skips loading backbone weights
+    (for a model about to receive a checkpoint)."""
+    m, mem = cfg.model, cfg.memory
+    backbone = ResNetC4(m.backbone, weights=m.weights if pretrained else None, norm=m.norm,
+                        fixed_blocks=m.fixed_blocks, tail_stride=m.tail_stride)
+    base = BaselineModel(backbone, num_classes, crop_size=m.crop_size)
+    if m.type == "baseline":
+        return base
+    return SpatialMemoryModel(
+        base, channels=mem.channels, init_size=mem.init_size, iterations=mem.iterations,
+        fc_dim=mem.fc_dim, context_layers=mem.context_layers, input_convs=mem.input_convs,
+        gate_kernel=mem.gate_kernel, beta=mem.beta, iter_loss_weight=mem.iter_loss_weight,
+        final_loss_weight=mem.final_loss_weight, norm=mem.norm, norm_groups=mem.norm_groups)

@@ -1,0 +1,85 @@
+"""``ivr test``: score every region of a split with a checkpoint and evaluate (DESIGN §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ivr_core.config import Config
+from ivr_core.data.dataset import PreparedSplit, RegionDataset, load_prepared
+from ivr_core.engine.checkpoint import load_checkpoint
+from ivr_core.engine.runtime import setup
+from ivr_core.engine.trainer import check_compatible
+from ivr_core.errors import IvrError
+from ivr_core.evaluation.metrics import evaluate
+from ivr_core.models import build_model
+from ivr_core.utils.io import write_json
+from ivr_core.utils.progress import progress_bar
+
+
+@torch.no_grad()
+def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.device,
+                  workers: int = 0, show_progress: bool = True) -> dict[str, np.ndarray]:
+    """Class probabilities of every region: ``final`` (N, C), ``iterations`` (I, N, C),
+    ``gt`` (N,) and ``image`` (N,) (index of the region's image in the split)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers)
+    final, iterations, gt, image = [], [], [], []
+    for sample in progress_bar(loader, len(dataset), "test", enabled=show_progress):
+        out = model(sample["image"].to(device)[None], sample["boxes"].to(device))
+        final.append(torch.softmax(out["final"].float(), 1).cpu())
+        iterations.append(torch.stack([torch.softmax(x.float(), 1) for x in out["iterations"]]).cpu())
+        gt.append(sample["classes"])
+        image.append(torch.full_like(sample["classes"], sample["index"]))
+    if not final:
+        raise IvrError(f"{dataset.split.path} has no image with regions to evaluate")
+    return {"final": torch.cat(final).numpy(), "iterations": torch.cat(iterations, 1).numpy(),
+            "gt": torch.cat(gt).numpy(), "image": torch.cat(image).numpy()}
+
+
+def _named(metrics: dict, classes: list[str]) -> dict:
+    metrics = dict(metrics)
+    metrics["per_class"] = {classes[int(k)]: v for k, v in metrics["per_class"].items()}
+    return metrics
+
+
+def summarize(pred: dict[str, np.ndarray], split: PreparedSplit) -> dict:
+    """Metrics of the final output, of each iteration and, when the split defines them, of
+    the context-dependent classes."""
+    classes = split.classes
+    results = _named(evaluate(pred["final"], pred["gt"]), classes)
+    results["iterations"] = [_named(evaluate(p, pred["gt"]), classes) for p in pred["iterations"]]
+    context_ids = [classes.index(c) for c in split.context_classes if c in classes]
+    if context_ids:
+        context = _named(evaluate(pred["final"], pred["gt"], classes=context_ids), classes)
+        context["classes"] = [classes[i] for i in context_ids]
+        context["iterations"] = [_named(evaluate(p, pred["gt"], classes=context_ids), classes)
+                                 for p in pred["iterations"]]
+        results["context"] = context
+    return results
+
+
+def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str | None = None,
+             out: str | Path | None = None, show_progress: bool = True) -> dict:
+    """Evaluate ``checkpoint`` on ``split_name`` (default: ``data.test_split``); writes
+    ``results.json`` to ``out`` (default: beside the checkpoint's run folder)."""
+    device = setup(cfg.runtime)
+    split_name = split_name or cfg.data.test_split
+    split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root)
+    check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
+    model = build_model(cfg, split.num_classes, pretrained=False)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False)
+    pred = predict_split(model, dataset, device, cfg.data.workers, show_progress)
+    results = summarize(pred, split)
+    results.update({"checkpoint": str(checkpoint), "iteration": state["iteration"],
+                    "model_type": state["model_type"], "split": split_name,
+                    "num_images": len(dataset)})
+    out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
+    write_json(out, results, indent=1)
+    results["path"] = str(out)
+    return results

@@ -1,0 +1,36 @@
+"""Device choice and process-wide settings."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ivr_core.config import RuntimeConfig
+from ivr_core.errors import IvrError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise IvrError(f"device '{name}' requested but no CUDA GPU is visible to PyTorch "
+                           f"(torch {torch.__version__}, built for CUDA "
+                           f"{torch.version.cuda or 'none'}); use --device cpu")
+        index = torch.device(name).index or 0
+        if index >= torch.cuda.device_count():
+            raise IvrError(f"device '{name}' requested but only {torch.cuda.device_count()} "
+                           "CUDA device(s) are visible")
+    return torch.device(name)
+
+
+def setup(cfg: RuntimeConfig) -> torch.device:
+    """Resolve the device and apply thread settings; returns the device."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    return device

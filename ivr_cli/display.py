@@ -1,0 +1,33 @@
+"""Result tables shared by ``ivr test`` and ``ivr demo``."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
+            ("cls_ac", "cls AC"))
+
+
+def _fmt(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"  # NaN -> "-"
+
+
+def results_table(results: dict[str, dict], title: str) -> Table:
+    """One row per (run, output): the final output, each iteration, and the context classes."""
+    table = Table(title=title)
+    table.add_column("run")
+    table.add_column("output")
+    for _, label in HEADLINE:
+        table.add_column(label, justify="right")
+    for name, res in results.items():
+        rows = [("final", res)]
+        if len(res.get("iterations", [])) > 1:
+            rows += [(f"iter {i}", r) for i, r in enumerate(res["iterations"])]
+        if "context" in res:
+            rows.append(("context classes, final", res["context"]))
+            if len(res["context"].get("iterations", [])) > 1:
+                rows += [(f"context classes, iter {i}", r)
+                         for i, r in enumerate(res["context"]["iterations"])]
+        for label, r in rows:
+            table.add_row(name, label, *(_fmt(r[key]) for key, _ in HEADLINE))
+    return table

@@ -1,0 +1,49 @@
+"""The ``ivr`` application: composes the commands and turns user errors into one line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import typer
+from typer.core import TyperGroup
+
+from ivr_cli import demo, prepare_data, test, train
+from ivr_core.errors import IvrError
+
+
+class IvrGroup(TyperGroup):
+    """Prints an IvrError as ``error: <message>`` and exits 1 (IVR_DEBUG=1: traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except IvrError as e:
+            if os.environ.get("IVR_DEBUG"):
+                raise
+            typer.secho(f"error: {e}", err=True, fg="red")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=IvrGroup, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False,
+                  help="Iterative Visual Reasoning (Chen et al., CVPR 2018): region "
+                       "classification with a spatial memory.\n\nStart with: ivr demo")
+app.command("prepare-data")(prepare_data.prepare_data)
+app.command("train")(train.train)
+app.command("test")(test.test)
+app.command("demo")(demo.demo)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main() -> None:
+    warnings.showwarning = _show_warning
+    app()
+
+
+if __name__ == "__main__":
+    main()

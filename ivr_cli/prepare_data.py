@@ -1,0 +1,99 @@
+"""``ivr prepare-data``: turn an ADE20K copy, or the generated synthetic dataset, into
+prepared split files (``ade_<split>_<min_count>.json``).
+
+Examples::
+
+    ivr prepare-data --ade-root data/ADE               # the authors' split, shipped with ivr
+    ivr prepare-data --ade-root data/ADE --out data/prepared --min-count 5
+    ivr prepare-data --synthetic --out data/synthetic --images 900 --seed 0
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ivr_cli.options import Quiet
+from ivr_core.data import synthetic
+from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
+from ivr_core.data.prepare import PrepareReport, prepare_ade
+from ivr_core.errors import IvrError
+
+console = Console(stderr=True)
+
+
+def prepare_data(
+    ade_root: Annotated[Optional[Path], typer.Option(
+        help="ADE20K_2016_07_26 folder (the one holding images/).")] = None,
+    synthetic_: Annotated[bool, typer.Option(
+        "--synthetic", help="Generate the embedded synthetic dataset, then prepare it.")] = False,
+    split_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder with train/mval/mtest.txt, objectnames.txt, objectcounts.txt "
+             "[default: the authors' ADE split shipped with ivr].")] = None,
+    min_count: Annotated[int, typer.Option(help="Keep classes with at least this many "
+                                                "instances in objectcounts.txt.")] = 5,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output folder [default: the ADE root; data/synthetic for --synthetic].")] = None,
+    images: Annotated[int, typer.Option(help="Synthetic: number of images (2/3 train, "
+                                             "1/6 mval, 1/6 mtest).")] = 900,
+    seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Synthetic: replace an existing dataset.")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Processes [default: CPU count, "
+                                                        "at most 8].")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Prepare ADE20K (or the synthetic dataset) for training and testing.
+
+    Example: ivr prepare-data --ade-root data/ADE
+    """
+    if (ade_root is None) == (not synthetic_):
+        raise IvrError("give exactly one of --ade-root ROOT or --synthetic")
+    if min_count < 0 or images < 6 or (workers is not None and workers < 1):
+        raise IvrError("--min-count must be >= 0, --images >= 6 and --workers >= 1")
+    if synthetic_:
+        out = out or Path("data/synthetic")
+        generate_synthetic(out, images, seed, force, workers, quiet)
+        split_dir, ade_root = out, out
+        extra = {"context_classes": list(synthetic.CONTEXT_CLASSES)}
+    else:
+        extra = None
+    report = prepare_ade(ade_root, split_dir or DEFAULT_SPLIT_DIR, min_count, out, SPLITS,
+                         workers, extra=extra, show_progress=not quiet)
+    print_report(report)
+
+
+def generate_synthetic(out: Path, images: int, seed: int, force: bool,
+                       workers: int | None, quiet: bool) -> None:
+    """Generate into a temp folder beside ``out`` and move it in place when complete."""
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise IvrError(f"{out} already exists and is not empty; pass --force to replace "
+                           "it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        synthetic.generate(tmp, images=images, seed=seed, workers=workers,
+                           show_progress=not quiet)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    console.print(f"generated {images} synthetic images in {out} (seed {seed})")
+
+
+def print_report(report: PrepareReport) -> None:
+    for s in report.splits:
+        console.print(f"{s.split:>6}: {s.images} images, {s.regions} regions "
+                      f"({s.empty} images without regions) -> {s.path}")
+    console.print(f"{report.classes} classes (background included)")
+    if report.problems:
+        console.print(f"[yellow]skipped {len(report.problems)} image(s) with missing or "
+                      "corrupt files:[/]")
+        for p in report.problems:
+            console.print(f"  {p.path}: {p.reason}", markup=False, highlight=False)

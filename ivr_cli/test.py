@@ -1,0 +1,69 @@
+"""``ivr test``: evaluate a checkpoint with the authors' metrics, final and per iteration.
+
+Examples::
+
+    ivr test --run-dir runs/res50_local                   # newest checkpoint, data.test_split
+    ivr test --checkpoint runs/local/checkpoints/iter_00320000.pt --split mval
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ivr_cli.display import results_table
+from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
+from ivr_core.engine.checkpoint import list_checkpoints, load_checkpoint
+from ivr_core.errors import IvrError
+from ivr_core.evaluation.tester import run_test
+
+console = Console()
+
+
+def test(
+    run_dir: Annotated[Optional[Path], typer.Option(
+        help="Run folder: its newest checkpoint is evaluated.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file.")] = None,
+    split: Annotated[Optional[str], typer.Option(
+        help="Split to evaluate [default: data.test_split, mtest].")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Folder with the prepared split files [default: the checkpoint's data.dir].")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="Expected model type; an error if the checkpoint holds another.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="results.json path [default: RUN_DIR/results.json].")] = None,
+    config: ConfigFiles = None,
+    set_: SetItems = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a checkpoint and write results.json.
+
+    Example: ivr test --run-dir runs/local --split mtest
+    """
+    checkpoint = find_checkpoint(run_dir, checkpoint)
+    state = load_checkpoint(checkpoint)
+    if model and model != state["model_type"]:
+        raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")
+    cfg = resolve(config, set_, base=state["config"], data__dir=str(data) if data else None,
+                  runtime__device=device)
+    results = run_test(checkpoint, cfg, state, split, out, show_progress=not quiet)
+    console.print(results_table({state["model_type"]: results},
+                                f"{results['split']}: {results['num_images']} images, "
+                                f"iteration {results['iteration']}"))
+    console.print(f"wrote {results['path']}")
+
+
+def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> Path:
+    if (run_dir is None) == (checkpoint is None):
+        raise IvrError("give exactly one of --run-dir DIR or --checkpoint FILE")
+    if checkpoint is not None:
+        return checkpoint
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise IvrError(f"no checkpoint in {run_dir}/checkpoints; train first or pass "
+                       "--checkpoint")
+    return found[-1][1]

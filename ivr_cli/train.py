@@ -1,0 +1,49 @@
+"""``ivr train``: train the baseline or the spatial-memory model on a prepared split.
+
+Examples::
+
+    ivr train --model baseline --data data/ADE --run-dir runs/res50_baseline
+    ivr train --model memory --data data/ADE --run-dir runs/res50_local --set memory.iterations=3
+    ivr train --model memory --run-dir runs/res50_local --resume      # continue after a stop
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
+from ivr_core.config import MODEL_TYPES
+from ivr_core.engine.trainer import train as run_train
+
+console = Console(stderr=True)
+
+
+def train(
+    model: Annotated[Optional[str], typer.Option(
+        help=f"Model type: {', '.join(MODEL_TYPES)} (model.type).")] = None,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Folder with the prepared split files (data.dir).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(
+        help="Run folder for checkpoints, logs and config [default: runs/<model>].")] = None,
+    iters: Annotated[Optional[int], typer.Option(help="Training iterations (train.iters).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue from the newest loadable checkpoint of the run folder.")] = False,
+    config: ConfigFiles = None,
+    set_: SetItems = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model; checkpoints and log.jsonl go to the run folder.
+
+    Example: ivr train --model memory --data data/ADE --run-dir runs/local
+    """
+    cfg = resolve(config, set_, model__type=model, data__dir=str(data) if data else None,
+                  train__iters=iters, runtime__device=device)
+    run_dir = run_dir or Path("runs") / cfg.model.type
+    result = run_train(cfg, run_dir, resume=resume, show_progress=not quiet, console=console)
+    console.print(f"trained {cfg.model.type} to iteration {result.iterations} in "
+                  f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")

@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from ivr_cli import demo, prepare_data, test, train
 from ivr_core.errors import IvrError
+from ivr_core.ops import OpsBackendWarning
 
 
 class IvrGroup(TyperGroup):
@@ -37,7 +38,8 @@ app.command("demo")(demo.demo)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
+    kind = "note" if issubclass(category, OpsBackendWarning) else "warning"
+    print(f"{kind}: {message}", file=sys.stderr)
 
 
 def main() -> None:

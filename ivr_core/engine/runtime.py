@@ -8,6 +8,7 @@ import torch
 
 from ivr_core.config import RuntimeConfig
 from ivr_core.errors import IvrError
+from ivr_core.ops import set_backend
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,11 +27,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def setup(cfg: RuntimeConfig) -> torch.device:
-    """Resolve the device and apply thread settings; returns the device."""
+    """Resolve the device, apply thread, determinism and region-op settings."""
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
     torch.use_deterministic_algorithms(cfg.deterministic)
+    set_backend(cfg.ops)
     return device

@@ -7,7 +7,7 @@ the convention of TF's ``crop_and_resize`` (normalised 0 and 1 are the first and
 * :func:`crop_boxes` normalises a box for cropping a region out of a (Hm, Wm) feature map.
 * :func:`inverse_boxes` gives the box that, used on a region's own small map, samples that map
   at the feature-map cells: cropping with it to size (Hm, Wm) pastes the region map back over
-  its box (:func:`ivr_core.ops.paste.paste_and_sum`). Cells outside the box fall outside the
+  its box (:func:`ivr_core.ops.paste_and_sum`). Cells outside the box fall outside the
   region map and are extrapolated to 0.
 """
 
@@ -18,7 +18,7 @@ import operator
 import torch
 from torch import Tensor
 
-from .crop_and_resize import _check_boxes
+from .reference import _check_boxes
 
 __all__ = ["crop_boxes", "inverse_boxes"]
 

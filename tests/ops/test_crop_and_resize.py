@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ivr_core.ops import crop_and_resize
-from ivr_core.ops.crop_and_resize import sample_coords
+from ivr_core.ops.reference import crop_and_resize, sample_coords
 
 TF_DATA = Path(__file__).resolve().parents[1] / "data" / "tf_crop_and_resize.npz"
 NUM_TF_CASES = 18
@@ -85,31 +84,31 @@ def _special_inputs(seed, batch=2, channels=3, h=13, w=17, dtype=torch.float64):
 @pytest.mark.parametrize("crop_size", [(1, 1), (7, 7), (14, 14), (5, 9)])
 @pytest.mark.parametrize("extrapolation", [0.0, -0.7])
 @pytest.mark.parametrize("image_hw", [(13, 17), (1, 9), (6, 1)])
-def test_matches_loop_reference(crop_size, extrapolation, image_hw):
+def test_matches_loop_reference(crop_size, extrapolation, image_hw, crop_impl):
     image, boxes, box_ind = _special_inputs(seed=sum(crop_size) + image_hw[0], h=image_hw[0], w=image_hw[1])
-    out = crop_and_resize(image, boxes, box_ind, crop_size, extrapolation)
+    out = crop_impl(image, boxes, box_ind, crop_size, extrapolation)
     assert out.shape == (len(boxes), image.shape[1], *crop_size)
     expected = loop_crop_and_resize(image.numpy(), boxes.numpy(), box_ind.numpy(), crop_size, extrapolation)
     np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-12)
 
 
-def test_non_contiguous_inputs_and_int32_box_ind():
+def test_non_contiguous_inputs_and_int32_box_ind(crop_impl):
     image, boxes, box_ind = _special_inputs(seed=3)
     # Channels-last storage plus a strided slice, transposed boxes, strided int32 indices.
     image_nc = image.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)[:, ::2]
     boxes_nc = boxes.t().contiguous().t()
     ind_nc = torch.stack([box_ind, box_ind], 1).to(torch.int32)[:, 1]
     assert not (image_nc.is_contiguous() or boxes_nc.is_contiguous() or ind_nc.is_contiguous())
-    out = crop_and_resize(image_nc, boxes_nc, ind_nc, (5, 9), 0.25)
-    expected = crop_and_resize(image_nc.contiguous(), boxes, box_ind, (5, 9), 0.25)
+    out = crop_impl(image_nc, boxes_nc, ind_nc, (5, 9), 0.25)
+    expected = crop_impl(image_nc.contiguous(), boxes, box_ind, (5, 9), 0.25)
     assert torch.equal(out, expected)
     assert out.is_contiguous()
 
 
-def test_empty_boxes():
+def test_empty_boxes(crop_impl):
     image = torch.randn(2, 3, 5, 6, requires_grad=True)
     boxes = torch.zeros(0, 4, requires_grad=True)
-    out = crop_and_resize(image, boxes, torch.zeros(0, dtype=torch.long), (7, 7))
+    out = crop_impl(image, boxes, torch.zeros(0, dtype=torch.long), (7, 7))
     assert out.shape == (0, 3, 7, 7) and out.dtype == torch.float32
     out.sum().backward()
     assert torch.equal(image.grad, torch.zeros_like(image))
@@ -127,10 +126,10 @@ def test_dtypes():
     assert torch.equal(out, crop_and_resize(image, boxes, box_ind, (7, 7)))
 
 
-def test_full_box_at_image_size_is_identity_with_zero_box_gradient():
+def test_full_box_at_image_size_is_identity_with_zero_box_gradient(crop_impl):
     image = torch.randn(1, 2, 13, 17)
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], requires_grad=True)
-    out = crop_and_resize(image, boxes, torch.zeros(1, dtype=torch.long), (13, 17))
+    out = crop_impl(image, boxes, torch.zeros(1, dtype=torch.long), (13, 17))
     assert torch.equal(out[0], image[0])
     out.backward(torch.randn_like(out))
     # Every sample sits on an integer pixel: floor == ceil, so TF's box gradient is exactly 0.
@@ -181,17 +180,18 @@ def _smooth_boxes(gen, n, h, w, crop_size, margin=1e-3):
 
 
 @pytest.mark.parametrize("crop_size", [(1, 1), (3, 4)])
-def test_gradcheck(crop_size):
+def test_gradcheck(crop_size, crop_impl):
     gen = torch.Generator().manual_seed(11)
     image = torch.randn(2, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
     boxes = _smooth_boxes(gen, 4, 5, 6, crop_size).requires_grad_()
     box_ind = torch.tensor([0, 1, 1, 0])
     assert torch.autograd.gradcheck(
-        lambda img, bx: crop_and_resize(img, bx, box_ind, crop_size, 0.3), (image, boxes)
+        lambda img, bx: crop_impl(img, bx, box_ind, crop_size, 0.3), (image, boxes)
     )
 
 
-@settings(max_examples=60, deadline=None, database=None)
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.data(),
     k=st.integers(0, 5),
@@ -201,12 +201,12 @@ def test_gradcheck(crop_size):
     extrapolation=st.sampled_from([0.0, 0.5]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_property_matches_loop_reference(data, k, hw, crop_size, batch, extrapolation, seed):
+def test_property_matches_loop_reference(data, k, hw, crop_size, batch, extrapolation, seed, crop_impl):
     boxes = data.draw(arrays(np.float64, (k, 4), elements=st.floats(-0.5, 1.5)))
     box_ind = data.draw(arrays(np.int64, (k,), elements=st.integers(0, batch - 1)))
     image = np.random.default_rng(seed).standard_normal((batch, 2, *hw))
     image_t, boxes_t, ind_t = (torch.from_numpy(a) for a in (image, boxes, box_ind))
-    out = crop_and_resize(image_t, boxes_t, ind_t, crop_size, extrapolation)
+    out = crop_impl(image_t, boxes_t, ind_t, crop_size, extrapolation)
     expected = loop_crop_and_resize(image, boxes, box_ind, crop_size, extrapolation)
     np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-12)
 
@@ -251,10 +251,10 @@ def test_tf_sample_coords_are_bit_identical(tf_data, case):
 
 
 @pytest.mark.parametrize("case", range(NUM_TF_CASES))
-def test_tf_forward(tf_data, case):
+def test_tf_forward(tf_data, case, crop_impl):
     inputs, _, get = _tf_inputs(tf_data, case)
     tf_out = get("out")  # (N, h, w, C'), C' may be the first channels only
-    out = crop_and_resize(**inputs).permute(0, 2, 3, 1).numpy()[..., : tf_out.shape[-1]]
+    out = crop_impl(**inputs).permute(0, 2, 3, 1).numpy()[..., : tf_out.shape[-1]]
     steady = ~get("out_fragile")  # border samples kept or dropped by one ulp
     np.testing.assert_allclose(out[steady], tf_out[steady], rtol=0, atol=1e-6 * _max_abs(tf_out))
     # The coordinates are bit-identical, so even the fragile border decisions agree: in fact
@@ -263,11 +263,11 @@ def test_tf_forward(tf_data, case):
 
 
 @pytest.mark.parametrize("case", range(NUM_TF_CASES))
-def test_tf_gradients(tf_data, case):
+def test_tf_gradients(tf_data, case, crop_impl):
     inputs, dout, get = _tf_inputs(tf_data, case)
     image = inputs["image"].requires_grad_()
     boxes = inputs["boxes"].requires_grad_()
-    dimage, dboxes = torch.autograd.grad(crop_and_resize(**inputs), (image, boxes), dout)
+    dimage, dboxes = torch.autograd.grad(crop_impl(**inputs), (image, boxes), dout)
     tf_dimage = get("dimage")
     np.testing.assert_allclose(dimage.permute(0, 2, 3, 1).numpy(), tf_dimage, rtol=0, atol=2e-6 * _max_abs(tf_dimage))
     if f"case{case:02d}_dboxes" not in tf_data:  # slimmed cases 04, 05, 13

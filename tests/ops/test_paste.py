@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ivr_core.ops import inverse_boxes, paste_and_sum
-from ivr_core.ops.crop_and_resize import sample_coords
-from ivr_core.ops.paste import paste_and_sum_reference
+from ivr_core.ops import inverse_boxes
+from ivr_core.ops.reference import paste_and_sum, paste_and_sum_reference, sample_coords
 
 TF_DATA = Path(__file__).resolve().parents[1] / "data" / "tf_crop_and_resize.npz"
 INVERSE_CASES = [15, 16, 17]
@@ -44,11 +43,11 @@ def _inputs(seed, channels=3, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_matches_reference_forward_and_backward(seed):
+def test_matches_reference_forward_and_backward(seed, paste_impl):
     maps, boxes = _inputs(seed)
     maps.requires_grad_()
     boxes.requires_grad_()
-    out = paste_and_sum(maps, boxes, MEMORY)
+    out = paste_impl(maps, boxes, MEMORY)
     expected = paste_and_sum_reference(maps, boxes, MEMORY)
     assert out.shape == (3, *MEMORY) and out.dtype == torch.float64
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
@@ -61,36 +60,36 @@ def test_matches_reference_forward_and_backward(seed):
     torch.testing.assert_close(grads[1], expected_grads[1], rtol=1e-10, atol=1e-10)
 
 
-def test_float32_and_non_contiguous():
+def test_float32_and_non_contiguous(paste_impl):
     maps, boxes = _inputs(2, dtype=torch.float32)
     maps_nc = maps.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels-last
     boxes_nc = boxes.t().contiguous().t()
     assert not (maps_nc.is_contiguous() or boxes_nc.is_contiguous())
-    out = paste_and_sum(maps_nc, boxes_nc, MEMORY)
+    out = paste_impl(maps_nc, boxes_nc, MEMORY)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, paste_and_sum_reference(maps, boxes, MEMORY), rtol=0, atol=2e-6)
 
 
-def test_odd_sizes_match_reference():
+def test_odd_sizes_match_reference(paste_impl):
     gen = torch.Generator().manual_seed(5)
     maps = torch.randn(4, 2, 3, 5, generator=gen, dtype=torch.float64)
     boxes = torch.rand(4, 4, generator=gen, dtype=torch.float64) * 4 - 1.5
     for out_size in [(1, 1), (1, 9), (6, 1), (11, 13)]:
         torch.testing.assert_close(
-            paste_and_sum(maps, boxes, out_size), paste_and_sum_reference(maps, boxes, out_size), rtol=0, atol=1e-12
+            paste_impl(maps, boxes, out_size), paste_and_sum_reference(maps, boxes, out_size), rtol=0, atol=1e-12
         )
 
 
-def test_empty_regions():
+def test_empty_regions(paste_impl):
     maps = torch.zeros(0, 5, 7, 7, requires_grad=True)
     boxes = torch.zeros(0, 4, requires_grad=True)
-    out = paste_and_sum(maps, boxes, MEMORY)
+    out = paste_impl(maps, boxes, MEMORY)
     assert out.shape == (5, *MEMORY) and not out.any()
     out.sum().backward()
     assert maps.grad.shape == maps.shape and boxes.grad.shape == (0, 4)
 
 
-def test_gradcheck():
+def test_gradcheck(paste_impl):
     gen = torch.Generator().manual_seed(7)
     out_size = (6, 7)  # small: gradcheck does one backward pass per output element
     maps = torch.randn(3, 1, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -104,7 +103,7 @@ def test_gradcheck():
         if (coords - coords.round()).abs().min() > 1e-3 and vy.any() and vx.any():
             boxes.append(box)
     boxes = torch.stack(boxes).requires_grad_()
-    assert torch.autograd.gradcheck(lambda m, b: paste_and_sum(m, b, out_size), (maps, boxes))
+    assert torch.autograd.gradcheck(lambda m, b: paste_impl(m, b, out_size), (maps, boxes))
 
 
 @pytest.mark.parametrize(
@@ -132,7 +131,7 @@ def tf_data():
 
 
 @pytest.mark.parametrize("case", INVERSE_CASES)
-def test_tf_inverse_crop_sum(tf_data, case):
+def test_tf_inverse_crop_sum(tf_data, case, paste_impl):
     get = lambda key: tf_data[f"case{case:02d}_{key}"]  # noqa: E731
     assert str(get("kind")) == "inverse_crop_sum"
     maps = torch.from_numpy(get("image")).permute(0, 3, 1, 2).requires_grad_()  # per-box maps, NCHW
@@ -140,7 +139,7 @@ def test_tf_inverse_crop_sum(tf_data, case):
     memory_size = tuple(int(v) for v in get("memory_size"))
     assert memory_size == tuple(int(v) for v in get("crop_size"))
 
-    out = paste_and_sum(maps, boxes, memory_size)
+    out = paste_impl(maps, boxes, memory_size)
     tf_out = get("outsum")[0].transpose(2, 0, 1)  # (C, Hm, Wm)
     scale = max(1.0, np.abs(tf_out).max())
     fragile = get("out_fragile").any(0)  # memory cells some box keeps or drops by one ulp

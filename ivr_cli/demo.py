@@ -13,13 +13,13 @@ Examples::
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from ivr_cli.display import results_table
+from ivr_cli.display import err, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_cli.prepare_data import generate_synthetic, print_report
 from ivr_core.config import preset_path
@@ -28,9 +28,9 @@ from ivr_core.data.ade import SPLITS, prepared_name
 from ivr_core.data.prepare import prepare_ade
 from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.trainer import train as run_train
+from ivr_core.models.backbone import RandomInitWarning
 from ivr_core.evaluation.tester import run_test
 
-console = Console()
 MODELS = ("baseline", "memory")
 
 
@@ -57,11 +57,15 @@ def demo(
                                  extra={"context_classes": list(synthetic.CONTEXT_CLASSES)},
                                  show_progress=not quiet))
     results = {}
+    err.print("training both models from random init (the demo needs no ImageNet weights)")
     for model in MODELS:
         cfg = resolve([preset_path("demo"), *(config or [])], set_, model__type=model,
                       data__dir=str(data_dir), data__min_count=5, train__seed=seed,
                       train__iters=iters, runtime__device=device)
-        trained = run_train(cfg, out / model, resume=True, show_progress=not quiet)
+        with warnings.catch_warnings():  # the preset trains from scratch on purpose
+            warnings.simplefilter("ignore", RandomInitWarning)
+            trained = run_train(cfg, out / model, resume=True, show_progress=not quiet,
+                                console=err)
         console.print(f"{model}: {trained.iterations} iterations, "
                       f"{trained.seconds:.0f} s this session")
         results[model] = run_test(trained.checkpoint, cfg, load_checkpoint(trained.checkpoint),

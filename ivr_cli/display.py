@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.table import Table
+
+# results go to stdout, progress and notes to stderr; long paths are never wrapped
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
             ("cls_ac", "cls AC"))

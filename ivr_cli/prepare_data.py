@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from ivr_cli.display import err as console
 from ivr_cli.options import Quiet
 from ivr_core.data import synthetic
 from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
 from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_core.errors import IvrError
 
-console = Console(stderr=True)
 
 
 def prepare_data(

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from ivr_cli.display import results_table
+from ivr_cli.display import results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_core.engine.checkpoint import list_checkpoints, load_checkpoint
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.tester import run_test
 
-console = Console()
 
 
 def test(

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from ivr_cli.display import err as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_core.config import MODEL_TYPES
 from ivr_core.engine.trainer import train as run_train
 
-console = Console(stderr=True)
 
 
 def train(

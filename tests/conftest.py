@@ -1,5 +1,9 @@
 """Shared fixtures: a tiny prepared synthetic dataset and a tiny CPU model config."""
 
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 
 from ivr_core.config import load_config
@@ -38,3 +42,72 @@ def tiny_cfg(synthetic_data):
 def tiny_overrides(synthetic_data):
     """The tiny config as --set items for the command line."""
     return [*TINY, f"data.dir={synthetic_data}", "data.min_count=1"]
+
+
+# --- a hand-made ADE-format dataset (boxes and classes checked by hand in tests/data) ---
+NAMES = ["-", "wall", "traffic light", "knob", "rare thing", "left arm", "right arm", "door"]
+COUNTS = [100, 10, 7, 5, 2, 6, 6, 9]  # min_count 5 drops "rare thing"; line 0 is never a class
+H, W = 20, 30
+
+
+def _mask(path: Path, ids: np.ndarray) -> None:
+    bgr = np.zeros((*ids.shape, 3), np.uint8)
+    bgr[:, :, 0] = ids  # B = instance value
+    bgr[:, :, 1] = 7  # class code, unused by the rules
+    cv2.imwrite(str(path), bgr)
+
+
+def _image(root: Path, rel: str, seg=None, parts=(), atr=None) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((H, W, 3), 128, np.uint8))
+    stem = path.with_suffix("")
+    if seg is not None:
+        _mask(Path(f"{stem}_seg.png"), seg)
+    for level, ids in enumerate(parts, 1):
+        _mask(Path(f"{stem}_parts_{level}.png"), ids)
+    if atr is not None:
+        Path(f"{stem}_atr.txt").write_text(atr)
+    return path
+
+
+def _line(inst, level, name):
+    return f'{inst:03d} # {level} # 0 # {name}, synonym # {name} # ""\n'
+
+
+@pytest.fixture
+def ade_root(tmp_path):
+    root = tmp_path / "ADE"
+    seg = np.zeros((H, W), np.uint8)
+    seg[0:5, :] = 50  # wall: box [0, 0, 29, 4], area 150
+    seg[10:15, 5:10] = 80  # traffic light: [5, 10, 9, 14], area 25
+    seg[16:19, 20:26] = 120  # rare thing (filtered out)
+    seg[6:9, 25:29] = 200  # left arm: [25, 6, 28, 8], area 12
+    parts1 = np.zeros((H, W), np.uint8)
+    parts1[11:13, 6:8] = 7  # knob: [6, 11, 7, 12], area 4
+    parts2 = np.full((H, W), 3, np.uint8)  # no 0 pixel: value 3 is rank 0, value 9 rank 1
+    parts2[1:3, 1:4] = 9  # door: [1, 1, 3, 2], area 6
+    atr = (_line(1, 0, "wall") + _line(2, 0, "traffic light") + _line(3, 0, "rare thing")
+           + "\n" + _line(4, 0, "left arm") + _line(1, 1, "knob") + _line(1, 2, "door"))
+    good = "images/training/a/abbey/ADE_train_00000001.jpg"
+    _image(root, good, seg, [parts1, parts2], atr)
+    only_rare = np.zeros((H, W), np.uint8)
+    only_rare[2:4, 2:4] = 9
+    empty = "images/training/b/bar/ADE_train_00000002.jpg"
+    _image(root, empty, only_rare, [], _line(1, 0, "rare thing"))
+    no_seg = "images/validation/c/cave/ADE_val_00000003.jpg"
+    _image(root, no_seg, None, [], _line(1, 0, "wall"))
+    corrupt = "images/validation/c/cave/ADE_val_00000004.jpg"
+    _image(root, corrupt, seg, [], atr).write_bytes(b"\xff\xd8 not a jpeg \xff\xd9")
+    bad_atr = "images/validation/d/dock/ADE_val_00000005.jpg"
+    _image(root, bad_atr, seg, [], "001 # 0 # wall\n")
+    splits = root / "split"
+    splits.mkdir()
+    (splits / "objectnames.txt").write_text("".join(n + " \n" for n in NAMES))
+    (splits / "objectcounts.txt").write_text("".join(f"{c}\n" for c in COUNTS))
+    (splits / "train.txt").write_text(f"{good}\n{empty}\n")
+    (splits / "mval.txt").write_text(f"{no_seg}\n{corrupt}\n{bad_atr}\n")
+    (splits / "mtest.txt").write_text(f"{good}\n")
+    return root
+
+

@@ -29,6 +29,11 @@ CONTAINERS = ("house", "bus", "shelf")
 CONTEXT = {"house": "house window", "bus": "bus window", "shelf": "shelf box"}
 SHAPES = ("disc", "triangle", "cross", "diamond", "traffic sign", "left arrow", "right arrow")
 RARE = ("star", "hexagon")  # fewer instances than the default min_count of 5
+# one base colour (BGR) per shape; the arrows share one so only their direction differs
+SHAPE_BGR = {"disc": (200, 60, 60), "triangle": (40, 160, 40), "cross": (120, 200, 230),
+             "diamond": (170, 40, 120), "traffic sign": (30, 30, 210),
+             "left arrow": (20, 140, 250), "right arrow": (20, 140, 250),
+             "star": (0, 215, 255), "hexagon": (140, 140, 20)}
 NAMES = ("-", *CONTAINERS, *CONTEXT.values(), "wheel", *SHAPES, *RARE)
 CODE = {name: i for i, name in enumerate(NAMES)}
 CONTEXT_CLASSES = tuple(n.replace(" ", "_") for n in CONTEXT.values())
@@ -194,7 +199,7 @@ def _shape(scene: Scene, rng, name: str, x: int, y: int, s: int) -> None:
         if name == "left arrow":
             pts[:, 0] = 1 - pts[:, 0]
         m = _poly_mask(shape, pts * (s - 1) + [x, y])
-    _paint(scene, m, rng.integers(20, 230, 3), rng, jitter=0)
+    _paint(scene, m, SHAPE_BGR[name], rng, jitter=25)
     scene.instances.append(Instance(name, m))
 
 
@@ -233,7 +238,7 @@ def render(seed: int, index: int, size: tuple[int, int] = (320, 320)) -> Scene:
     if index == 11:
         names.append("hexagon")
     for name in names:
-        s = int(rng.integers(22, 41))
+        s = int(rng.integers(26, 45))
         spot = _place(scene, rng, s, s)
         if spot:
             _shape(scene, rng, name, spot[0], spot[1], s)

@@ -50,9 +50,9 @@ class MetricsLog:
     def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor], lr: float,
             step_s: float, data_s: float) -> None:
         self._n += 1
-        self._loss += float(loss)
+        self._loss += float(loss.detach())
         for k, v in parts.items():
-            self._parts[k] = self._parts.get(k, 0.0) + float(v)
+            self._parts[k] = self._parts.get(k, 0.0) + float(v.detach())
         self._step_s += step_s
         self._data_s += data_s
         self._lr = lr

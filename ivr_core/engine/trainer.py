@@ -75,7 +75,7 @@ def check_compatible(state: dict, model_type: str, classes: list[str], source: s
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress: bool = True,
           console: Console | None = None) -> TrainResult:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     run_dir = Path(run_dir)
     device = setup(cfg.runtime)
     t = cfg.train

@@ -66,7 +66,11 @@ def _load_weights(net: nn.Module, name: str, weights: str | None) -> None:
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise IvrError(f"backbone weights {weights} do not fit torchvision's {name}: "
+                       f"{str(e).splitlines()[-1].strip()}") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise IvrError(f"backbone weights {weights} do not fit torchvision's {name}: "

@@ -71,3 +71,38 @@ def test_train_resume_test(synthetic_data, tiny_overrides, tmp_path):
     assert "iter 2" in tested.output and "context classes" in tested.output
     wrong = run("test", "--run-dir", run_dir, "--model", "baseline")
     assert wrong.exit_code == 1 and "holds a 'memory' model, not 'baseline'" in wrong.output
+
+
+def test_prepare_ade_lists_every_skipped_file(ade_root, tmp_path):
+    result = run("prepare-data", "--ade-root", ade_root, "--split-dir", ade_root / "split",
+                 "--out", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "skipped 3 image(s) with missing or corrupt files" in text
+    for name in ("ADE_val_00000003_seg.png: missing mask",
+                 "ADE_val_00000004.jpg: corrupt or unreadable image", "ADE_val_00000005_atr.txt"):
+        assert name in text
+    assert (tmp_path / "ade_train_5.json").is_file()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_synthetic_prepare_then_train_and_test(tmp_path):
+    data = tmp_path / "syn"
+    made = run("prepare-data", "--synthetic", "--out", data, "--images", 8, "--seed", 3, "-q")
+    assert made.exit_code == 0, made.output
+    assert {p.name for p in data.glob("ade_*_5.json")} == {
+        "ade_train_5.json", "ade_mval_5.json", "ade_mtest_5.json"}
+    again = run("prepare-data", "--synthetic", "--out", data, "--images", 8, "-q")
+    assert again.exit_code == 1 and "pass --force" in again.output
+    assert not list(tmp_path.glob(".syn.*"))  # no half-written dataset left behind
+    tiny = ["model.backbone=resnet18", "model.weights=none", "model.norm=bn",
+            "data.scale=96", "data.max_size=96", "data.workers=0", "train.iters=2",
+            "train.snapshot_every=1", "runtime.device=cpu"]
+    sets = [x for item in tiny for x in ("--set", item)]
+    trained = run("train", "--model", "baseline", "--data", data, "--run-dir",
+                  tmp_path / "run", "-q", *sets)
+    assert trained.exit_code == 0, trained.output
+    tested = run("test", "--checkpoint", tmp_path / "run" / "checkpoints" / "iter_00000002.pt",
+                 "--out", tmp_path / "r.json", "-q")
+    assert tested.exit_code == 0, tested.output
+    assert "context" in json.loads((tmp_path / "r.json").read_text())

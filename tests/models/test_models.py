@@ -124,3 +124,37 @@ def test_empty_region_list_is_handled():
     with torch.no_grad():
         out = model(image, torch.zeros(0, 4))
     assert out["final"].shape == (0, 6)
+
+
+def _reference_state():
+    import torchvision
+    torch.manual_seed(1)
+    return torchvision.models.resnet18().state_dict()
+
+
+def test_backbone_weights_from_a_local_file(tmp_path):
+    state = _reference_state()
+    torch.save({"state_dict": state}, tmp_path / "r18.pth")
+    net = ResNetC4("resnet18", weights=str(tmp_path / "r18.pth"), norm="bn", fixed_blocks=0)
+    assert torch.equal(net.head[0].weight, state["conv1.weight"])
+    assert torch.equal(net.tail[1].conv2.weight, state["layer4.1.conv2.weight"])
+
+
+def test_backbone_weights_from_torchvisions_cache(tmp_path, monkeypatch):
+    import torchvision
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    state = _reference_state()
+    torch.save(state, tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    net = ResNetC4("resnet18", weights="torchvision", norm="frozen_bn")
+    assert torch.equal(net.head[0].weight, state["conv1.weight"])
+
+
+def test_bad_backbone_weights_are_user_errors(tmp_path):
+    from ivr_core.errors import IvrError
+    with pytest.raises(IvrError, match="backbone weights file not found"):
+        ResNetC4("resnet18", weights=str(tmp_path / "missing.pth"))
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(IvrError, match="do not fit torchvision's resnet18"):
+        ResNetC4("resnet18", weights=str(tmp_path / "wrong.pth"))

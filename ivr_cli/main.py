@@ -9,7 +9,7 @@ import warnings
 import typer
 from typer.core import TyperGroup
 
-from ivr_cli import demo, prepare_data, test, train
+from ivr_cli import build_ext, demo, env, prepare_data, test, train
 from ivr_core.errors import IvrError
 from ivr_core.ops import OpsBackendWarning
 
@@ -35,6 +35,8 @@ app.command("prepare-data")(prepare_data.prepare_data)
 app.command("train")(train.train)
 app.command("test")(test.test)
 app.command("demo")(demo.demo)
+app.command("build-ext")(build_ext.build_ext)
+app.command("env")(env.env)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

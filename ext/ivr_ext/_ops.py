@@ -1,0 +1,71 @@
+"""Autograd and fake (meta) kernels of the ivr ops; the backward passes are their own ops,
+which have no autograd themselves (double backward raises)."""
+
+import torch
+
+ops = torch.ops.ivr
+
+
+def _layout(image):
+    """The CPU kernels keep a channels-last image channels-last (C == 1 or H == W == 1
+    count as contiguous); the CUDA kernels always return contiguous tensors."""
+    nhwc = (image.device.type == "cpu" and not image.is_contiguous()
+            and image.is_contiguous(memory_format=torch.channels_last))
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
+@torch.library.register_fake("ivr::crop_and_resize")
+def _crop_fake(image, boxes, box_ind, crop_h, crop_w, extrapolation_value):
+    torch._check(image.dim() == 4, lambda: "image must be (B, C, H, W)")
+    torch._check(boxes.dim() == 2 and boxes.shape[1] == 4, lambda: "boxes must be (K, 4)")
+    return torch.empty((boxes.shape[0], image.shape[1], crop_h, crop_w), dtype=image.dtype,
+                       device=image.device, memory_format=_layout(image))
+
+
+@torch.library.register_fake("ivr::_crop_and_resize_backward")
+def _crop_backward_fake(grad, image, boxes, box_ind, image_grad, boxes_grad):
+    g_image = (torch.empty(image.shape, dtype=image.dtype, device=image.device,
+                           memory_format=_layout(image)) if image_grad else image.new_empty(0))
+    return g_image, boxes.new_empty(boxes.shape if boxes_grad else (0,))
+
+
+@torch.library.register_fake("ivr::paste_and_sum")
+def _paste_fake(maps, boxes, out_h, out_w):
+    torch._check(maps.dim() == 4, lambda: "maps must be (K, C, h, w)")
+    return maps.new_empty((maps.shape[1], out_h, out_w))
+
+
+@torch.library.register_fake("ivr::_paste_and_sum_backward")
+def _paste_backward_fake(grad, maps, boxes, maps_grad, boxes_grad):
+    return (maps.new_empty(maps.shape if maps_grad else (0,)),
+            boxes.new_empty(boxes.shape if boxes_grad else (0,)))
+
+
+def _crop_setup(ctx, inputs, output):
+    image, boxes, box_ind = inputs[:3]
+    ctx.save_for_backward(image, boxes, box_ind)
+
+
+def _crop_backward(ctx, grad):
+    image, boxes, box_ind = ctx.saved_tensors
+    need_image, need_boxes = ctx.needs_input_grad[:2]
+    g_image, g_boxes = ops._crop_and_resize_backward(grad, image, boxes, box_ind,
+                                                     need_image, need_boxes)
+    return (g_image if need_image else None, g_boxes if need_boxes else None,
+            None, None, None, None)
+
+
+def _paste_setup(ctx, inputs, output):
+    maps, boxes = inputs[:2]
+    ctx.save_for_backward(maps, boxes)
+
+
+def _paste_backward(ctx, grad):
+    maps, boxes = ctx.saved_tensors
+    need_maps, need_boxes = ctx.needs_input_grad[:2]
+    g_maps, g_boxes = ops._paste_and_sum_backward(grad, maps, boxes, need_maps, need_boxes)
+    return g_maps if need_maps else None, g_boxes if need_boxes else None, None, None
+
+
+torch.library.register_autograd("ivr::crop_and_resize", _crop_backward, setup_context=_crop_setup)
+torch.library.register_autograd("ivr::paste_and_sum", _paste_backward, setup_context=_paste_setup)

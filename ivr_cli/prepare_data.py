@@ -1,11 +1,16 @@
 """``ivr prepare-data``: turn an ADE20K copy, or the generated synthetic dataset, into
-prepared split files (``ade_<split>_<min_count>.json``).
+prepared split files (``ade_<split>_<min_count>.json``); or COCO-format instance annotations
+into one prepared split (``coco_<name>.json``).
 
 Examples::
 
     ivr prepare-data --ade-root data/ADE               # the authors' split, shipped with ivr
     ivr prepare-data --ade-root data/ADE --out data/prepared --min-count 5
     ivr prepare-data --synthetic --out data/synthetic --images 900 --seed 0
+    ivr prepare-data --coco annotations/instances_train2014.json --images train2014 \
+        --coco annotations/instances_valminusminival2014.json --images val2014 --name trainval
+    ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 \
+        --name minival --out data/coco
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ivr_cli.display import err as console
 from ivr_cli.options import Quiet
 from ivr_core.data import synthetic
 from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
+from ivr_core.data.coco import MISSING_FILE, REASONS, CocoReport, prepare_coco
 from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_core.errors import IvrError
 
@@ -31,32 +37,51 @@ def prepare_data(
         help="ADE20K_2016_07_26 folder (the one holding images/).")] = None,
     synthetic_: Annotated[bool, typer.Option(
         "--synthetic", help="Generate the embedded synthetic dataset, then prepare it.")] = False,
+    coco: Annotated[Optional[list[Path]], typer.Option(
+        help="COCO-format instance annotation file (repeatable: the files are combined "
+             "into one split named by --name).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        help="COCO: split name; writes OUT/coco_NAME.json.")] = None,
     split_dir: Annotated[Optional[Path], typer.Option(
         help="Folder with train/mval/mtest.txt, objectnames.txt, objectcounts.txt "
              "[default: the authors' ADE split shipped with ivr].")] = None,
     min_count: Annotated[int, typer.Option(help="Keep classes with at least this many "
-                                                "instances in objectcounts.txt.")] = 5,
+                                                "instances in objectcounts.txt (not for "
+                                                "--coco: every category is kept).")] = 5,
     out: Annotated[Optional[Path], typer.Option(
-        help="Output folder [default: the ADE root; data/synthetic for --synthetic].")] = None,
-    images: Annotated[int, typer.Option(help="Synthetic: number of images (2/3 train, "
-                                             "1/6 mval, 1/6 mtest).")] = 900,
+        help="Output folder [default: the ADE root; data/synthetic for --synthetic; "
+             "data/coco for --coco].")] = None,
+    images: Annotated[Optional[list[str]], typer.Option(
+        metavar="N|DIR", help="Synthetic: number of images, 900 if not given (2/3 train, "
+                              "1/6 mval, 1/6 mtest). COCO: the folder holding the images of "
+                              "each --coco file, in order (or one for all).")] = None,
     seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Synthetic: replace an existing dataset.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes [default: CPU count, "
                                                         "at most 8].")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Prepare ADE20K (or the synthetic dataset) for training and testing.
+    """Prepare ADE20K, COCO-format annotations or the synthetic dataset for training and testing.
 
     Example: ivr prepare-data --ade-root data/ADE
+
+    COCO example: ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 --name minival
     """
-    if (ade_root is None) == (not synthetic_):
-        raise IvrError("give exactly one of --ade-root ROOT or --synthetic")
-    if min_count < 0 or images < 6 or (workers is not None and workers < 1):
+    if (ade_root is not None) + synthetic_ + bool(coco) != 1:
+        raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
+    if coco:
+        if not images or not name:
+            raise IvrError("--coco needs --images DIR (the folder holding its images) and "
+                           "--name NAME (the split name)")
+        report = prepare_coco(coco, images, name, out, show_progress=not quiet)
+        print_coco_report(report)
+        return
+    count = _image_count(images) if synthetic_ else 900
+    if min_count < 0 or count < 6 or (workers is not None and workers < 1):
         raise IvrError("--min-count must be >= 0, --images >= 6 and --workers >= 1")
     if synthetic_:
         out = out or Path("data/synthetic")
-        generate_synthetic(out, images, seed, force, workers, quiet)
+        generate_synthetic(out, count, seed, force, workers, quiet)
         split_dir, ade_root = out, out
         extra = {"context_classes": list(synthetic.CONTEXT_CLASSES)}
     else:
@@ -64,6 +89,15 @@ def prepare_data(
     report = prepare_ade(ade_root, split_dir or DEFAULT_SPLIT_DIR, min_count, out, SPLITS,
                          workers, extra=extra, show_progress=not quiet)
     print_report(report)
+
+
+def _image_count(images: list[str] | None) -> int:
+    if not images:
+        return 900
+    if len(images) > 1 or not images[0].lstrip("-").isdigit():
+        raise IvrError(f"--synthetic takes one --images N (a number of images), got "
+                       f"{' '.join(images)}")
+    return int(images[0])
 
 
 def generate_synthetic(out: Path, images: int, seed: int, force: bool,
@@ -96,3 +130,19 @@ def print_report(report: PrepareReport) -> None:
                       "corrupt files:[/]")
         for p in report.problems:
             console.print(f"  {p.path}: {p.reason}", markup=False, highlight=False)
+
+
+def print_coco_report(report: CocoReport, shown: int = 5) -> None:
+    console.print(f"{report.split}: {report.images} images, {report.regions} regions "
+                  f"({report.empty} images without regions) -> {report.path}")
+    console.print(f"{report.classes} classes (background included)")
+    skipped = [f"{report.skipped[r]} {r}" for r in REASONS if r != MISSING_FILE
+               and report.skipped[r]]
+    if skipped:
+        console.print(f"[yellow]skipped annotations:[/] {', '.join(skipped)}")
+    if report.missing:
+        console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
+    for path in report.missing[:shown]:
+        console.print(f"  missing: {path}", markup=False, highlight=False)
+    if len(report.missing) > shown:
+        console.print(f"  ... and {len(report.missing) - shown} more missing image files")

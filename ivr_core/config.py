@@ -23,7 +23,8 @@ MODEL_TYPES = ("baseline", "memory")
 
 @dataclass
 class DataConfig:
-    dir: str = "data/ADE"  # folder with the prepared ade_<split>_<min_count>.json files
+    dataset: str = "ade"  # ade (also the synthetic data): ade_<split>_<min_count>.json | coco: coco_<split>.json
+    dir: str = "data/ADE"  # folder with the prepared split files
     root: str = ""  # dataset root holding the images; "" = the root recorded by prepare-data
     train_split: str = "train"
     test_split: str = "mtest"
@@ -180,6 +181,7 @@ def validate(cfg: Config) -> Config:
                            f"got {value}")
 
     d, m, mem, t, r = cfg.data, cfg.model, cfg.memory, cfg.train, cfg.runtime
+    choice("data.dataset", d.dataset, ("ade", "coco"))
     choice("model.type", m.type, MODEL_TYPES)
     choice("model.backbone", m.backbone, BACKBONES)
     choice("model.norm", m.norm, ("frozen_bn", "bn"))

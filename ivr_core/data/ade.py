@@ -40,10 +40,6 @@ def normalise_name(raw: str) -> str:
     return raw.strip().replace(" ", "_")
 
 
-def prepared_name(split: str, min_count: int) -> str:
-    return f"ade_{split}_{min_count}.json"
-
-
 def load_classes(split_dir: str | os.PathLike, min_count: int) -> list[str]:
     """Background, then every raw class (line >= 1) counted >= ``min_count``, in file order."""
     split_dir = Path(split_dir)

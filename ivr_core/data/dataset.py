@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ivr_core.data.ade import prepared_name
 from ivr_core.errors import IvrError
 
 # torchvision's ImageNet weights expect RGB in [0, 1] normalised with these
@@ -43,10 +42,16 @@ class PreparedSplit:
         return perm
 
 
+def prepared_name(split: str, min_count: int, dataset: str = "ade") -> str:
+    """File name of a prepared split: ``ade_<split>_<min_count>.json`` (ADE20K and the
+    synthetic dataset, classes filtered by count) or ``coco_<split>.json`` (all categories)."""
+    return f"coco_{split}.json" if dataset == "coco" else f"ade_{split}_{min_count}.json"
+
+
 def load_prepared(data_dir: str | os.PathLike, split: str, min_count: int,
-                  root: str | os.PathLike = "") -> PreparedSplit:
-    """Read ``ade_<split>_<min_count>.json`` from ``data_dir`` (written by prepare-data)."""
-    path = Path(data_dir) / prepared_name(split, min_count)
+                  root: str | os.PathLike = "", dataset: str = "ade") -> PreparedSplit:
+    """Read a prepared split (see :func:`prepared_name`) from ``data_dir``."""
+    path = Path(data_dir) / prepared_name(split, min_count, dataset)
     if not path.is_file():
         raise IvrError(f"prepared split not found: {path}; run `ivr prepare-data` first "
                        "(or point --data / data.dir at the folder holding it)")
@@ -71,6 +76,16 @@ def image_scale(height: int, width: int, scale: int, max_size: int) -> float:
     if round(factor * max(height, width)) > max_size:
         factor = max_size / max(height, width)
     return factor
+
+
+def to_model_input(image_bgr: np.ndarray, scale: int, max_size: int) -> tuple[torch.Tensor, float]:
+    """An OpenCV BGR uint8 image -> the normalised RGB (3, H', W') tensor the backbone
+    expects (resized per :func:`image_scale`), and the resize factor for the boxes."""
+    height, width = image_bgr.shape[:2]
+    factor = image_scale(height, width, scale, max_size)
+    image = cv2.resize(image_bgr, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    image = (image[:, :, ::-1].astype(np.float32) / 255.0 - MEAN) / STD  # BGR -> RGB
+    return torch.from_numpy(image.transpose(2, 0, 1).copy()), factor
 
 
 class RegionDataset(Dataset):
@@ -107,11 +122,8 @@ class RegionDataset(Dataset):
             boxes = torch.stack([width - boxes[:, 2] - 1, boxes[:, 1],
                                  width - boxes[:, 0] - 1, boxes[:, 3]], dim=1)
             classes = self._flip_map[classes]
-        factor = image_scale(height, width, self.scale, self.max_size)
-        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
-        image = (image[:, :, ::-1].astype(np.float32) / 255.0 - MEAN) / STD  # BGR -> RGB
-        return {"image": torch.from_numpy(image.transpose(2, 0, 1).copy()),
-                "boxes": boxes * factor, "classes": classes, "index": index,
+        tensor, factor = to_model_input(image, self.scale, self.max_size)
+        return {"image": tensor, "boxes": boxes * factor, "classes": classes, "index": index,
                 "flipped": flipped, "scale": factor}
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr_core.data import ade
+from ivr_core.data.dataset import prepared_name
 from ivr_core.utils.io import write_json
 from ivr_core.utils.progress import progress_bar
 
@@ -55,7 +56,7 @@ def prepare_ade(root: str | os.PathLike, split_dir: str | os.PathLike = ade.DEFA
     parse = functools.partial(_parse_one, root=root, class_index=class_index)
     for split in splits:
         entries = ade.read_split(split_dir, split)
-        summary = SplitSummary(split, out_dir / ade.prepared_name(split, min_count))
+        summary = SplitSummary(split, out_dir / prepared_name(split, min_count))
         records = []
         results = _map(parse, entries, workers)
         for result in progress_bar(results, total=len(entries), description=f"{split:>6}",
@@ -68,7 +69,7 @@ def prepare_ade(root: str | os.PathLike, split_dir: str | os.PathLike = ade.DEFA
             summary.regions += len(result["boxes"])
             summary.empty += not result["boxes"]
         out_dir.mkdir(parents=True, exist_ok=True)
-        doc = {"classes": classes, "root": _portable(root, out_dir), "split": split,
+        doc = {"classes": classes, "root": portable_root(root, out_dir), "split": split,
                "min_count": min_count, **(extra or {}), "images": records}
         write_json(summary.path, doc)
         report.splits.append(summary)
@@ -85,7 +86,7 @@ def _map(fn, items: list, workers: int):
         yield from pool.imap(fn, items, chunksize=16)
 
 
-def _portable(root: Path, out_dir: Path) -> str:
+def portable_root(root: Path, out_dir: Path) -> str:
     """The root as a path relative to the prepared files when possible, so both can move."""
     try:
         return os.path.relpath(root, out_dir.resolve())

@@ -27,7 +27,8 @@ from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
 from ivr_core.engine.runtime import setup
 from ivr_core.errors import IvrError
 from ivr_core.models import build_model
-from ivr_core.utils.io import write_text
+from ivr_core.envinfo import collect as collect_env
+from ivr_core.utils.io import write_json, write_text
 from ivr_core.utils.progress import make_progress
 
 
@@ -79,7 +80,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
     run_dir = Path(run_dir)
     device = setup(cfg.runtime)
     t = cfg.train
-    split = load_prepared(cfg.data.dir, cfg.data.train_split, cfg.data.min_count, cfg.data.root)
+    split = load_prepared(cfg.data.dir, cfg.data.train_split, cfg.data.min_count, cfg.data.root,
+                          cfg.data.dataset)
     dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=cfg.data.flip)
     if len(dataset) == 0:
         raise IvrError(f"{split.path} has no image with regions to train on")
@@ -108,6 +110,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         console.print(f"resuming {run_dir} from iteration {start} ({state['path']})")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.toml", cfg.to_toml())
+    write_json(run_dir / "env.json", dict(collect_env()), indent=1)  # for reports and bug reports
     if start >= t.iters:
         last = ckpt.checkpoint_path(run_dir, start)
         return TrainResult(run_dir, start, Path(state["path"]) if state else last, 0.0, start)

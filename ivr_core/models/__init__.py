@@ -9,7 +9,8 @@ from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
 from ivr_core.models.baseline import BaselineModel
 from ivr_core.models.memory import SpatialMemoryModel
 
-__all__ = ["FEATURE_STRIDE", "BaselineModel", "ResNetC4", "SpatialMemoryModel", "build_model"]
+__all__ = ["FEATURE_STRIDE", "BaselineModel", "ResNetC4", "SpatialMemoryModel", "build_model",
+           "model_from_state"]
 
 
 def build_model(cfg: Config, num_classes: int, pretrained: bool = True) -> nn.Module:
@@ -26,3 +27,10 @@ def build_model(cfg: Config, num_classes: int, pretrained: bool = True) -> nn.Mo
         fc_dim=mem.fc_dim, context_layers=mem.context_layers, input_convs=mem.input_convs,
         gate_kernel=mem.gate_kernel, beta=mem.beta, iter_loss_weight=mem.iter_loss_weight,
         final_loss_weight=mem.final_loss_weight, norm=mem.norm, norm_groups=mem.norm_groups)
+
+
+def model_from_state(cfg: Config, state: dict) -> nn.Module:
+    """The model of a checkpoint ``state`` (its classes, its weights), built from ``cfg``."""
+    model = build_model(cfg, len(state["classes"]), pretrained=False)
+    model.load_state_dict(state["model"])
+    return model

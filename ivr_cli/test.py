@@ -4,6 +4,7 @@ Examples::
 
     ivr test --run-dir runs/res50_local                   # newest checkpoint, data.test_split
     ivr test --checkpoint runs/local/checkpoints/iter_00320000.pt --split mval
+    ivr test --run-dir runs/res50_local --visualize 5    # + figures of the first 5 images
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def test(
         help="Expected model type; an error if the checkpoint holds another.")] = None,
     out: Annotated[Optional[Path], typer.Option(
         help="results.json path [default: RUN_DIR/results.json].")] = None,
+    visualize: Annotated[int, typer.Option(
+        metavar="N",
+        help="Also save figures of the first N test images (labels, per-iteration labels, "
+             "memory, attention) as PNGs into visualizations/ beside results.json.")] = 0,
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,
@@ -42,17 +47,24 @@ def test(
 
     Example: ivr test --run-dir runs/local --split mtest
     """
+    if visualize < 0:
+        raise IvrError("--visualize must be >= 0")
     checkpoint = find_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(checkpoint)
     if model and model != state["model_type"]:
         raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")
     cfg = resolve(config, set_, base=state["config"], data__dir=str(data) if data else None,
                   runtime__device=device)
-    results = run_test(checkpoint, cfg, state, split, out, show_progress=not quiet)
+    results = run_test(checkpoint, cfg, state, split, out, show_progress=not quiet,
+                       visualize=visualize)
     console.print(results_table({state["model_type"]: results},
                                 f"{results['split']}: {results['num_images']} images, "
                                 f"iteration {results['iteration']}"))
     console.print(f"wrote {results['path']}")
+    if visualize:
+        figures = results.get("visualizations", [])
+        console.print(f"wrote {len(figures)} figure(s) to "
+                      f"{Path(results['path']).parent / 'visualizations'}")
 
 
 def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> Path:

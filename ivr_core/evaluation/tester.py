@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -15,9 +16,11 @@ from ivr_core.engine.runtime import setup
 from ivr_core.engine.trainer import check_compatible
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.metrics import evaluate
-from ivr_core.models import build_model
+from ivr_core.models import model_from_state
+from ivr_core.models.backbone import FEATURE_STRIDE
 from ivr_core.utils.io import write_json
 from ivr_core.utils.progress import progress_bar
+from ivr_core.visualization import save_figures
 
 
 @torch.no_grad()
@@ -62,17 +65,59 @@ def summarize(pred: dict[str, np.ndarray], split: PreparedSplit) -> dict:
     return results
 
 
+def _to_cpu(value):
+    if torch.is_tensor(value):
+        return value.detach().float().cpu()
+    if isinstance(value, (list, tuple)):
+        return [_to_cpu(x) for x in value]
+    return value
+
+
+@torch.no_grad()
+def visualize_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.device,
+                    out_dir: str | Path, count: int) -> list[Path]:
+    """Run ``model`` again on the first ``count`` images of ``dataset`` (those with regions)
+    and save their figures (:func:`ivr_core.visualization.save_figures`) into ``out_dir``
+    as ``<image stem>_{labels,iterations,memory,attention}.png``, drawn on the image as
+    read from disk. Returns the written paths."""
+    model.eval()
+    split, written, stems = dataset.split, [], set()
+    for item in range(min(count, len(dataset))):
+        sample = dataset[item]
+        record = split.images[sample["index"]]
+        path = split.root / record["image"]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise IvrError(f"cannot read image {path}; check the file or rerun prepare-data")
+        out = model(sample["image"].to(device)[None], sample["boxes"].to(device))
+        outputs = {key: _to_cpu(value) for key, value in out.items()}
+        stem = Path(record["image"]).stem
+        if stem in stems:  # two images with one name in different folders
+            stem = f"{stem}_{sample['index']}"
+        stems.add(stem)
+        written += save_figures(out_dir, stem, image, sample["boxes"] / sample["scale"],
+                                outputs, split.classes, sample["classes"],
+                                cell_size=FEATURE_STRIDE / sample["scale"])
+    return written
+
+
 def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str | None = None,
-             out: str | Path | None = None, show_progress: bool = True) -> dict:
+             out: str | Path | None = None, show_progress: bool = True,
+             visualize: int = 0) -> dict:
     """Evaluate ``checkpoint`` on ``split_name`` (default: ``data.test_split``); writes
-    ``results.json`` to ``out`` (default: beside the checkpoint's run folder)."""
+    ``results.json`` to ``out`` (default: beside the checkpoint's run folder).
+
+    ``visualize`` N > 0 also saves figures of the first N test images into
+    ``visualizations/`` beside results.json (see :func:`visualize_split`) and lists them,
+    relative to that folder, under ``"visualizations"`` in results.json."""
+    if visualize < 0:
+        raise IvrError(f"visualize must be >= 0, not {visualize}")
     device = setup(cfg.runtime)
     split_name = split_name or cfg.data.test_split
-    split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root)
+    split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root,
+                          cfg.data.dataset)
     check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
-    model = build_model(cfg, split.num_classes, pretrained=False)
-    model.load_state_dict(state["model"])
-    model.to(device)
+    model = model_from_state(cfg, state).to(device)
     dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False)
     pred = predict_split(model, dataset, device, cfg.data.workers, show_progress)
     results = summarize(pred, split)
@@ -80,6 +125,10 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
                     "model_type": state["model_type"], "split": split_name,
                     "num_images": len(dataset)})
     out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
+    if visualize:
+        figures = visualize_split(model, dataset, device, out.parent / "visualizations",
+                                  visualize)
+        results["visualizations"] = [p.relative_to(out.parent).as_posix() for p in figures]
     write_json(out, results, indent=1)
     results["path"] = str(out)
     return results

@@ -3,7 +3,8 @@
 Generates the dataset (if absent), trains the baseline and the spatial-memory model with the
 same small preset (``ivr_core/presets/demo.toml``: same backbone, normalisation, iterations
 and learning rate for both), evaluates both on the synthetic test split and compares them,
-overall and on the context-dependent classes. Interrupted? Run it again: it resumes.
+overall and on the context-dependent classes, and writes an HTML report of both runs
+(``report.html``). Interrupted? Run it again: it resumes.
 
 Examples::
 
@@ -24,14 +25,17 @@ from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_cli.prepare_data import generate_synthetic, print_report
 from ivr_core.config import preset_path
 from ivr_core.data import synthetic
-from ivr_core.data.ade import SPLITS, prepared_name
+from ivr_core.data.ade import SPLITS
+from ivr_core.data.dataset import prepared_name
 from ivr_core.data.prepare import prepare_ade
 from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.trainer import train as run_train
 from ivr_core.models.backbone import RandomInitWarning
+from ivr_core.report import write_report
 from ivr_core.evaluation.tester import run_test
 
 MODELS = ("baseline", "memory")
+VISUALIZE = 4  # test images drawn for the report (labels, iterations, memory, attention)
 
 
 def demo(
@@ -69,10 +73,14 @@ def demo(
         console.print(f"{model}: {trained.iterations} iterations, "
                       f"{trained.seconds:.0f} s this session")
         results[model] = run_test(trained.checkpoint, cfg, load_checkpoint(trained.checkpoint),
-                                  out=out / model / "results.json", show_progress=not quiet)
+                                  out=out / model / "results.json", show_progress=not quiet,
+                                  visualize=VISUALIZE)
     console.print(results_table(results, f"ivr demo (seed {seed}): synthetic test split"))
     base, mem = results["baseline"], results["memory"]
     console.print(f"memory - baseline, per-class AP: overall {mem['cls_ap'] - base['cls_ap']:+.3f}"
                   f", context-dependent classes "
                   f"{mem['context']['cls_ap'] - base['context']['cls_ap']:+.3f}")
     console.print(f"results: {out / 'baseline' / 'results.json'}, {out / 'memory' / 'results.json'}")
+    report = write_report([out / m for m in MODELS], out / "report.html",
+                          title=f"ivr demo (seed {seed})")
+    console.print(f"report: {report}")

@@ -9,7 +9,8 @@ import warnings
 import typer
 from typer.core import TyperGroup
 
-from ivr_cli import build_ext, demo, env, prepare_data, test, train
+from ivr_cli import build_ext, demo, env, predict, prepare_data, test, train
+from ivr_cli import report
 from ivr_core.errors import IvrError
 from ivr_core.ops import OpsBackendWarning
 
@@ -27,16 +28,19 @@ class IvrGroup(TyperGroup):
             raise typer.Exit(1) from None
 
 
+# rich_markup_mode=None: help texts are plain, so "[default: ...]" is shown, not eaten as markup
 app = typer.Typer(cls=IvrGroup, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_show_locals=False,
+                  rich_markup_mode=None, pretty_exceptions_show_locals=False,
                   help="Iterative Visual Reasoning (Chen et al., CVPR 2018): region "
                        "classification with a spatial memory.\n\nStart with: ivr demo")
 app.command("prepare-data")(prepare_data.prepare_data)
 app.command("train")(train.train)
 app.command("test")(test.test)
+app.command("predict")(predict.predict)
 app.command("demo")(demo.demo)
 app.command("build-ext")(build_ext.build_ext)
 app.command("env")(env.env)
+app.command("report")(report.report)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -106,3 +106,22 @@ def test_synthetic_prepare_then_train_and_test(tmp_path):
                  "--out", tmp_path / "r.json", "-q")
     assert tested.exit_code == 0, tested.output
     assert "context" in json.loads((tmp_path / "r.json").read_text())
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_demo_end_to_end_tiny(tmp_path):
+    small = ["data.scale=96", "data.max_size=96", "data.workers=0", "memory.channels=8",
+             "memory.norm_groups=4", "memory.fc_dim=16", "train.warmup_iters=1",
+             "runtime.device=cpu"]
+    sets = [x for item in small for x in ("--set", item)]
+    result = run("demo", "--out", tmp_path, "--images", 8, "--iters", 2, "-q", *sets)
+    assert result.exit_code == 0, result.output
+    for model in ("baseline", "memory"):
+        results = json.loads((tmp_path / model / "results.json").read_text())
+        assert "context" in results and results["iteration"] == 2
+        assert results["visualizations"]
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    text = " ".join(result.output.split())
+    assert "memory - baseline, per-class AP" in text and f"report: {tmp_path / 'report.html'}" in text
+    again = run("demo", "--out", tmp_path, "--images", 8, "--iters", 2, "-q", *sets)
+    assert again.exit_code == 0 and "0 s this session" in " ".join(again.output.split())

@@ -1,0 +1,71 @@
+"""``ivr predict``: label the given boxes of your own images with a trained checkpoint.
+
+Examples::
+
+    ivr predict photos/ --checkpoint runs/local/checkpoints/iter_00320000.pt --boxes boxes.json
+    ivr predict photos/ --checkpoint ckpt.pt --boxes instances.json --draw       # COCO boxes
+    ivr predict photos/ --checkpoint ckpt.pt --boxes photos/ --draw --iterations # stem.txt files
+    ivr predict data/ADE/images/validation --checkpoint ckpt.pt --boxes ade
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ivr_cli.display import err as console
+from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
+from ivr_core.engine.checkpoint import load_checkpoint
+from ivr_core.engine.runtime import setup
+from ivr_core.errors import IvrError
+from ivr_core.predict import open_source, predict as run_predict
+
+
+def predict(
+    images: Annotated[Path, typer.Argument(help="An image, or a folder searched recursively "
+                                                "(jpg, jpeg, png, bmp, webp).")],
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint of a trained model.")],
+    boxes: Annotated[str, typer.Option(
+        help="The boxes: a COCO annotation JSON, a JSON mapping image path -> "
+             "[[x1, y1, x2, y2], ...], a folder of per-image <stem>.json/.txt box files "
+             "(beside or mirroring the images), or 'ade' for ADE20K annotations beside "
+             "the images.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
+    draw: Annotated[bool, typer.Option(help="Also write annotated copies to OUT/drawn/.")] = False,
+    iterations: Annotated[bool, typer.Option(
+        help="Draw each iteration's labels side by side (memory model; implies --draw).")]
+    = False,
+    batch_images: Annotated[int, typer.Option(
+        help="Images decoded and resized ahead of the model, in parallel workers.")] = 2,
+    config: ConfigFiles = None,
+    set_: SetItems = None,
+    device: Device = None,
+    quiet: Quiet = False,
+) -> None:
+    """Label boxes in your images; writes OUT/predictions.jsonl.
+
+    Example: ivr predict photos/ --checkpoint ckpt.pt --boxes boxes.json --draw
+    """
+    if batch_images < 0:
+        raise IvrError("--batch-images must be >= 0")
+    state = load_checkpoint(checkpoint)
+    cfg = resolve(config, set_, base=state["config"], runtime__device=device)
+    dev = setup(cfg.runtime)
+    source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"])
+    report = run_predict(images, source, state, cfg, dev, out, workers=batch_images,
+                         draw=draw or iterations, iterations=iterations,
+                         show_progress=not quiet)
+    console.print(f"labelled {report.regions} boxes in {report.images} images -> {report.out}")
+    if report.labelled:
+        console.print(f"accuracy against the annotations: {report.correct}/{report.labelled} "
+                      f"= {report.correct / report.labelled:.3f}")
+    if draw or iterations:
+        console.print(f"drawings in {out / 'drawn'}")
+    if report.skipped:
+        console.print(f"[yellow]skipped {len(report.skipped)} image(s) or box(es):[/]")
+        for path, reason in report.skipped:
+            console.print(f"  {path}: {reason}", markup=False, highlight=False)
+    if not report.images:
+        raise IvrError("no image could be labelled (see the list above)")

@@ -1,0 +1,181 @@
+"""``ivr predict``: label the given boxes of every image in a folder with a checkpoint.
+
+Writes ``predictions.jsonl`` (one line per image: path, size, and per box the box, the
+top-5 classes with probabilities, the class at each iteration and the final class) and,
+optionally, annotated copies of the images. Unreadable images, images without boxes and
+boxes outside the image or degenerate are skipped and listed in the summary.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ivr_core.config import Config
+from ivr_core.data.dataset import to_model_input
+from ivr_core.errors import IvrError
+from ivr_core.models import model_from_state
+from ivr_core.predict.box_sources import BoxError, BoxSource
+from ivr_core.utils.io import atomic_open
+from ivr_core.utils.progress import progress_bar
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class PredictReport:
+    out: Path
+    images: int = 0
+    regions: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    correct: int = 0  # regions whose true class is known and predicted right
+    labelled: int = 0  # regions whose true class is known
+
+
+def list_images(images: Path) -> tuple[Path, list[Path]]:
+    """(root, image files): a single file, or every image under a folder, recursively."""
+    if images.is_file():
+        return images.parent, [images]
+    if not images.is_dir():
+        raise IvrError(f"images not found: {images} (give an image file or a folder)")
+    files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                   and p.is_file() and not _is_ade_mask(p))
+    if not files:
+        raise IvrError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {images}")
+    return images, files
+
+
+def _is_ade_mask(path: Path) -> bool:
+    """ADE20K masks lie beside the images; they are annotations, not images to label."""
+    name = path.name
+    return name.endswith("_seg.png") or ("_parts_" in name and name.endswith(".png"))
+
+
+def check_boxes(raw, width: int, height: int) -> tuple[list[list[float]], list[str]]:
+    """Boxes inside the image with x1 <= x2, y1 <= y2; and a reason for each other one."""
+    kept, problems = [], []
+    for i, box in enumerate(raw):
+        try:
+            x1, y1, x2, y2 = (float(v) for v in box)
+        except (TypeError, ValueError):
+            problems.append(f"box {i} {box!r} is not 4 numbers")
+            continue
+        if not all(np.isfinite([x1, y1, x2, y2])):
+            problems.append(f"box {i} {box!r} is not finite")
+        elif x2 < x1 or y2 < y1:
+            problems.append(f"box {i} {box!r} is degenerate (x2 < x1 or y2 < y1)")
+        elif x1 < 0 or y1 < 0 or x2 > width - 1 or y2 > height - 1:
+            problems.append(f"box {i} {box!r} is outside the {width}x{height} image")
+        else:
+            kept.append([x1, y1, x2, y2])
+    return kept, problems
+
+
+class _Images(Dataset):
+    """Decodes, boxes and resizes images in DataLoader workers; failures become items."""
+
+    def __init__(self, root: Path, files: list[Path], source: BoxSource, cfg: Config):
+        self.root, self.files, self.source = root, files, source
+        self.scale, self.max_size = cfg.data.scale, cfg.data.max_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.files[i]
+        rel = path.relative_to(self.root).as_posix()
+        item = {"path": str(path), "rel": rel, "problems": []}
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            return item | {"error": "unreadable or corrupt image"}
+        height, width = image.shape[:2]
+        try:
+            raw, truth = self.source.boxes(path, rel)
+        except BoxError as e:
+            return item | {"error": str(e)}
+        boxes, problems = check_boxes(raw, width, height)
+        if truth is not None and problems:
+            truth = None  # cannot align truth with a partial box list
+        if not boxes:
+            reason = "no boxes" + (f" ({'; '.join(problems)})" if problems else "")
+            return item | {"error": reason}
+        tensor, factor = to_model_input(image, self.scale, self.max_size)
+        return item | {"width": width, "height": height, "image": tensor,
+                       "boxes": torch.tensor(boxes, dtype=torch.float32), "factor": factor,
+                       "truth": truth, "problems": problems}
+
+
+def _record(item: dict, probs: torch.Tensor, per_iter: list[torch.Tensor],
+            classes: list[str]) -> dict:
+    top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
+    regions = []
+    for k, box in enumerate(item["boxes"].tolist()):
+        regions.append({
+            "box": box,
+            "top5": [{"class": classes[c], "prob": round(float(p), 6)}
+                     for p, c in zip(top_p[k].tolist(), top_i[k].tolist())],
+            "class": classes[int(top_i[k, 0])],
+            "prob": round(float(top_p[k, 0]), 6),
+            "iterations": [classes[int(x[k].argmax())] for x in per_iter]})
+        if item["truth"] is not None:
+            regions[-1]["true_class"] = classes[item["truth"][k]]
+    return {"image": item["rel"], "width": item["width"], "height": item["height"],
+            "regions": regions}
+
+
+@torch.no_grad()
+def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: torch.device,
+            out: Path, workers: int = 2, draw: bool = False, iterations: bool = False,
+            show_progress: bool = True) -> PredictReport:
+    """Label every image's boxes; writes ``out/predictions.jsonl`` atomically and, with
+    ``draw``, ``out/drawn/<relative path>`` (``iterations``: one panel per iteration)."""
+    root, files = list_images(images)
+    classes = state["classes"]
+    model = model_from_state(cfg, state).to(device).eval()
+    loader = DataLoader(_Images(root, files, source, cfg), batch_size=None,
+                        num_workers=workers, collate_fn=lambda x: x)
+    report = PredictReport(out=out / "predictions.jsonl")
+    with atomic_open(report.out, "w", encoding="utf-8") as f:
+        for item in progress_bar(loader, len(files), "predict", enabled=show_progress):
+            report.skipped += [(item["rel"], p) for p in item["problems"]]
+            if "error" in item:
+                report.skipped.append((item["rel"], item["error"]))
+                continue
+            boxes = item["boxes"] * item["factor"]
+            outputs = model(item["image"].to(device)[None], boxes.to(device))
+            probs = torch.softmax(outputs["final"].float(), 1).cpu()
+            per_iter = [x.float().cpu() for x in outputs["iterations"]]
+            record = _record(item, probs, per_iter, classes)
+            f.write(json.dumps(record) + "\n")
+            report.images += 1
+            report.regions += len(record["regions"])
+            if item["truth"] is not None:
+                report.labelled += len(item["truth"])
+                report.correct += sum(r["class"] == r["true_class"] for r in record["regions"])
+            if draw:
+                _draw(item, record, out, probs, per_iter if iterations else None, classes)
+    return report
+
+
+def _draw(item: dict, record: dict, out: Path, probs: torch.Tensor,
+          per_iter: list[torch.Tensor] | None, classes: list[str]) -> None:
+    """``out/drawn/<relative path>``: the boxes with their labels, or (``per_iter``) one
+    panel per iteration as PNG."""
+    from ivr_core.visualization import draw_boxes, plot_iterations, write_image
+
+    image = cv2.imread(item["path"], cv2.IMREAD_COLOR)
+    target = out / "drawn" / item["rel"]
+    boxes = [r["box"] for r in record["regions"]]
+    if per_iter is not None:
+        plot_iterations(target.with_suffix(".png"), image, boxes,
+                        [torch.softmax(x, 1).numpy() for x in per_iter], probs.numpy(), classes)
+        return
+    picture = draw_boxes(image, boxes, [f"{r['class']} {r['prob']:.2f}" for r in record["regions"]],
+                         [classes.index(r["class"]) for r in record["regions"]])
+    write_image(target, picture)

@@ -45,16 +45,19 @@ def _sync(device: str) -> None:
 
 
 def _median_ms(fn, device: str, repeat: int) -> float:
-    for _ in range(3):
-        fn()
+    """Median over ``repeat`` calls after a warm-up; slow variants (>100 ms) get 3 calls."""
     times = []
-    for _ in range(repeat):
+    for i in range(repeat + 2):
         _sync(device)
         t = time.perf_counter()
         fn()
         _sync(device)
         times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+        if i == 1 and times[-1] > 100:
+            repeat = 3
+        if len(times) >= repeat + 2:
+            break
+    return statistics.median(times[2:])
 
 
 def crop_variants(k: int, crop: int, device: str) -> dict:

@@ -57,15 +57,18 @@ def predict(
     report = run_predict(images, source, state, cfg, dev, out, workers=batch_images,
                          draw=draw or iterations, iterations=iterations,
                          show_progress=not quiet)
-    console.print(f"labelled {report.regions} boxes in {report.images} images -> {report.out}")
+    if report.images:
+        console.print(f"labelled {report.regions} boxes in {report.images} images -> "
+                      f"{report.out}")
     if report.labelled:
         console.print(f"accuracy against the annotations: {report.correct}/{report.labelled} "
                       f"= {report.correct / report.labelled:.3f}")
-    if draw or iterations:
+    if (draw or iterations) and report.images:
         console.print(f"drawings in {out / 'drawn'}")
     if report.skipped:
         console.print(f"[yellow]skipped {len(report.skipped)} image(s) or box(es):[/]")
         for path, reason in report.skipped:
             console.print(f"  {path}: {reason}", markup=False, highlight=False)
     if not report.images:
-        raise IvrError("no image could be labelled (see the list above)")
+        raise IvrError(f"no image could be labelled (see the list above); nothing was written "
+                       f"to {out}; fix the images or boxes listed")

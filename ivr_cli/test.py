@@ -60,6 +60,8 @@ def test(
     console.print(results_table({state["model_type"]: results},
                                 f"{results['split']}: {results['num_images']} images, "
                                 f"iteration {results['iteration']}"))
+    for message in results["skipped_images"]:
+        console.print(f"[yellow]warning: {message}; skipped[/]")
     console.print(f"wrote {results['path']}")
     if visualize:
         figures = results.get("visualizations", [])

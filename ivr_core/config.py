@@ -84,6 +84,7 @@ class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
     ops: str = "auto"  # region ops: auto (compiled if built) | compiled | reference
+    amp: str = "none"  # mixed precision: none | bf16 | fp16 (with loss scaling)
     deterministic: bool = False  # deterministic kernels: bitwise-repeatable runs, a bit slower
 
 
@@ -189,6 +190,7 @@ def validate(cfg: Config) -> Config:
     choice("train.optimizer", t.optimizer, ("sgd", "adamw"))
     choice("train.schedule", t.schedule, ("step", "cosine"))
     choice("runtime.ops", r.ops, ("auto", "compiled", "reference"))
+    choice("runtime.amp", r.amp, ("none", "bf16", "fp16"))
     for key, value in [("data.scale", d.scale), ("data.max_size", d.max_size),
                        ("model.crop_size", m.crop_size), ("model.tail_stride", m.tail_stride),
                        ("memory.channels", mem.channels), ("memory.init_size", mem.init_size),

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ivr_core.errors import IvrError
+from ivr_core.utils.paths import inside
 
 BACKGROUND = "__background__"
 DEFAULT_SPLIT_DIR = Path(__file__).parent / "ade_split"
@@ -61,7 +62,8 @@ def load_classes(split_dir: str | os.PathLike, min_count: int) -> list[str]:
 
 
 def read_split(split_dir: str | os.PathLike, split: str) -> list[str]:
-    """Image paths of a split file, checked to stay inside the dataset root."""
+    """Image paths of a split file, checked not to be absolute or climb out with ``..``
+    (links that lead out of the root are refused when the image is read)."""
     path = Path(split_dir) / f"{split}.txt"
     entries = [line.strip() for line in _read_lines(path) if line.strip()]
     for entry in entries:
@@ -72,6 +74,11 @@ def read_split(split_dir: str | os.PathLike, split: str) -> list[str]:
     return entries
 
 
+def load_names(split_dir: str | os.PathLike) -> set[str]:
+    """Every class name of objectnames.txt (normalised), kept or not."""
+    return {normalise_name(n) for n in _read_lines(Path(split_dir) / "objectnames.txt")[1:]}
+
+
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise IvrError(f"split file not found: {path} (expected the ADE split files "
@@ -79,18 +86,22 @@ def _read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
 
 
-def parse_atr(path: Path, class_index: dict[str, int]) -> dict[str, int]:
-    """Map ``"%03d_%d" % (instance, level)`` to a kept class index."""
+def parse_atr(path: Path, class_index: dict[str, int],
+              known: set[str] | None = None) -> dict[str, int]:
+    """Map ``"%03d_%d" % (instance, level)`` to a kept class index. Names that are not in
+    ``known`` (all of objectnames.txt) make the file an error; empty lines are ignored."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise AnnotationError(path, "missing attribute file") from None
     except OSError as e:
         raise AnnotationError(path, f"unreadable ({e.strerror})") from None
+    if b"\x00" in raw:
+        raise AnnotationError(path, "not a text file (NUL bytes)")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # -sig: a byte-order mark is not part of line 1
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # some ADE files are latin-1; names are ASCII anyway
+        text = raw.decode("latin-1")  # some ADE files are Latin-1; class names are ASCII
     instances: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -104,7 +115,11 @@ def parse_atr(path: Path, class_index: dict[str, int]) -> dict[str, int]:
         except ValueError:
             raise AnnotationError(path, f"line {number}: instance number and part level "
                                         "must be integers") from None
-        cls = class_index.get(normalise_name(fields[4]))
+        name = normalise_name(fields[4])
+        if known is not None and name not in known:
+            raise AnnotationError(path, f"line {number} names class '{fields[4]}', which is not "
+                                        "in objectnames.txt (split files of another release?)")
+        cls = class_index.get(name)
         if cls is not None:
             instances[key] = cls
     return instances
@@ -145,11 +160,15 @@ def mask_path(image_path: Path, suffix: str) -> Path:
     return image_path.with_name(image_path.stem + suffix)
 
 
-def image_regions(root: Path, rel_path: str, class_index: dict[str, int]) -> dict:
+def image_regions(root: Path, rel_path: str, class_index: dict[str, int],
+                  known: set[str] | None = None) -> dict:
     """One image's record: boxes, classes and seg areas, objects first, then parts by level."""
-    image_path = root / rel_path
+    try:
+        image_path = inside(root, rel_path, "split file")
+    except IvrError as e:
+        raise AnnotationError(root / rel_path, str(e).split(": ", 1)[1]) from None
     height, width = read_image_size(image_path)
-    instances = parse_atr(mask_path(image_path, "_atr.txt"), class_index)
+    instances = parse_atr(mask_path(image_path, "_atr.txt"), class_index, known)
     boxes, classes, areas = [], [], []
     level = 0
     path = mask_path(image_path, "_seg.png")

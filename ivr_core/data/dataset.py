@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ivr_core.errors import IvrError
+from ivr_core.utils.paths import inside
 
 # torchvision's ImageNet weights expect RGB in [0, 1] normalised with these
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -61,12 +62,21 @@ def load_prepared(data_dir: str | os.PathLike, split: str, min_count: int,
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise IvrError(f"{path} is not a prepared split ({e}); rerun `ivr prepare-data`") from None
     if root:
-        root_path = Path(root)
+        root_path, origin = Path(root), "data.root"
     else:
-        root_path = (path.parent / doc.get("root", ".")).resolve()
+        root_path, origin = (path.parent / doc.get("root", ".")).resolve(), f"recorded in {path}"
     if not root_path.is_dir():
-        raise IvrError(f"dataset root {root_path} (recorded in {path}) does not exist; "
+        raise IvrError(f"dataset root {root_path} ({origin}) does not exist; "
                        "set data.root to where the images are")
+    try:
+        for rec in images:
+            inside(root_path, rec["image"], str(path))
+    except (KeyError, TypeError, AttributeError):
+        raise IvrError(f"{path} holds a malformed image entry; rerun `ivr prepare-data`") from None
+    if images and not any((root_path / rec["image"]).is_file() for rec in images[:50]):
+        raise IvrError(f"none of the first images of {path} exist under the dataset root "
+                       f"{root_path} ({origin}; e.g. {root_path / images[0]['image']}); set "
+                       "data.root to the folder the image paths are relative to")
     return PreparedSplit(path, root_path, classes, images, doc.get("context_classes", []))
 
 
@@ -90,7 +100,9 @@ def to_model_input(image_bgr: np.ndarray, scale: int, max_size: int) -> tuple[to
 
 class RegionDataset(Dataset):
     """Items: ``{"image": (3, H, W) float, "boxes": (K, 4) float x1 y1 x2 y2 in scaled
-    pixels, "classes": (K,) long, "index": int, "flipped": bool, "scale": float}``.
+    pixels, "classes": (K,) long, "index": int, "flipped": bool, "scale": float}``, or
+    ``{"error": message, "index": int}`` when the image cannot be read (the caller skips it:
+    one unreadable file must not end a days-long run).
 
     Images without regions are left out. With ``flip`` the list is doubled with
     horizontally flipped copies (item ``i + n`` is the flip of item ``i``).
@@ -113,7 +125,7 @@ class RegionDataset(Dataset):
         path = self.split.root / rec["image"]
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise IvrError(f"cannot read image {path}; check the file or rerun prepare-data")
+            return {"error": f"cannot read image {path}", "index": index}
         height, width = image.shape[:2]
         boxes = torch.tensor(rec["boxes"], dtype=torch.float32).reshape(-1, 4)
         classes = torch.tensor(rec["classes"], dtype=torch.long)

@@ -30,9 +30,10 @@ class PrepareReport:
     problems: list[ade.Problem] = field(default_factory=list)
 
 
-def _parse_one(rel_path: str, root: Path, class_index: dict[str, int]) -> dict | ade.Problem:
+def _parse_one(rel_path: str, root: Path, class_index: dict[str, int],
+               known: set[str]) -> dict | ade.Problem:
     try:
-        return ade.image_regions(root, rel_path, class_index)
+        return ade.image_regions(root, rel_path, class_index, known)
     except ade.AnnotationError as e:
         return ade.Problem(e.path, e.reason)
 
@@ -53,7 +54,8 @@ def prepare_ade(root: str | os.PathLike, split_dir: str | os.PathLike = ade.DEFA
     class_index = {name: i for i, name in reversed(list(enumerate(classes)))}  # first wins
     report = PrepareReport(classes=len(classes))
     workers = workers or min(8, os.cpu_count() or 1)
-    parse = functools.partial(_parse_one, root=root, class_index=class_index)
+    parse = functools.partial(_parse_one, root=root, class_index=class_index,
+                              known=ade.load_names(split_dir))
     for split in splits:
         entries = ade.read_split(split_dir, split)
         summary = SplitSummary(split, out_dir / prepared_name(split, min_count))

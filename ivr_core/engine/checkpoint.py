@@ -70,6 +70,15 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> tuple[dict | None, list[str
     return None, skipped
 
 
+def remove_partial(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete temp files of checkpoint writes that a kill interrupted; returns them."""
+    folder = checkpoint_dir(run_dir)
+    partial = sorted(folder.glob(".iter_*.pt.*.tmp")) if folder.is_dir() else []
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
+
+
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:
     for _, path in list_checkpoints(run_dir)[:-keep_last]:
         path.unlink(missing_ok=True)

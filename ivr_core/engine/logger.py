@@ -22,10 +22,16 @@ class MetricsLog:
         self._reset()
 
     def _drop_after(self, start: int) -> None:
+        """Keep the records up to ``start``; a line torn by a kill is dropped too."""
         if not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iter"] <= start]
+        kept = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                if json.loads(line)["iter"] <= start:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
         write_text(self.path, "".join(line + "\n" for line in kept))
 
     def _reset(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -24,6 +25,19 @@ def resolve_device(name: str) -> torch.device:
             raise IvrError(f"device '{name}' requested but only {torch.cuda.device_count()} "
                            "CUDA device(s) are visible")
     return torch.device(name)
+
+
+def autocast(cfg: RuntimeConfig, device: torch.device):
+    """Mixed precision for the forward pass (runtime.amp), or nothing."""
+    if cfg.amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(cfg: RuntimeConfig, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 (bf16 and fp32 need none: the scaler is then a no-op)."""
+    return torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
 
 
 def setup(cfg: RuntimeConfig) -> torch.device:

@@ -24,9 +24,9 @@ from ivr_core.data.dataset import IterationSampler, RegionDataset, load_prepared
 from ivr_core.engine import checkpoint as ckpt
 from ivr_core.engine.logger import MetricsLog
 from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
-from ivr_core.engine.runtime import setup
+from ivr_core.engine.runtime import autocast, grad_scaler, setup
 from ivr_core.errors import IvrError
-from ivr_core.models import build_model
+from ivr_core.models import build_model, model_from_state
 from ivr_core.envinfo import collect as collect_env
 from ivr_core.utils.io import write_json, write_text
 from ivr_core.utils.progress import make_progress
@@ -99,16 +99,21 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         check_compatible(state, cfg.model.type, split.classes, state["path"])
 
     torch.manual_seed(t.seed)
-    model = build_model(cfg, split.num_classes, pretrained=state is None).to(device)
+    model = (build_model(cfg, split.num_classes) if state is None
+             else model_from_state(cfg, state)).to(device)
     optimizer = make_optimizer(model, t)
+    scaler = grad_scaler(cfg.runtime, device)
     start = 0
     if state is not None:
-        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         start = state["iteration"]
         console.print(f"resuming {run_dir} from iteration {start} ({state['path']})")
     run_dir.mkdir(parents=True, exist_ok=True)
+    for partial in ckpt.remove_partial(run_dir):
+        console.print(f"removed {partial.name}, a checkpoint write that was interrupted")
     write_text(run_dir / "config.toml", cfg.to_toml())
     write_json(run_dir / "env.json", dict(collect_env()), indent=1)  # for reports and bug reports
     if start >= t.iters:
@@ -116,11 +121,18 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         return TrainResult(run_dir, start, Path(state["path"]) if state else last, 0.0, start)
 
     def snapshot(iteration: int) -> Path:
-        path = ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, iteration), {
-            "iteration": iteration, "model_type": cfg.model.type, "classes": split.classes,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "config": cfg.to_dict(), "rng": {"torch": torch.get_rng_state()},
-            "ivr_version": __version__})
+        path = ckpt.checkpoint_path(run_dir, iteration)
+        try:
+            ckpt.save_checkpoint(path, {
+                "iteration": iteration, "model_type": cfg.model.type, "classes": split.classes,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "config": cfg.to_dict(),
+                "rng": {"torch": torch.get_rng_state()}, "ivr_version": __version__})
+        except OSError as e:  # disk full, quota, permissions: the previous one is intact
+            previous = last_path if last_path.exists() else "none"
+            raise IvrError(f"cannot write checkpoint {path} ({e.strerror or e}); the previous "
+                           f"checkpoint ({previous}) is intact: free space and continue with "
+                           "--resume") from None
         ckpt.prune_checkpoints(run_dir, t.keep_last)
         return path
 
@@ -130,6 +142,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
                         prefetch_factor=4 if cfg.data.workers else None)
     log = MetricsLog(run_dir, start)
     stop = _StopRequest()
+    skipped_images: set[str] = set()
+    updates = 0
     last_path = ckpt.checkpoint_path(run_dir, start)
     began = time.perf_counter()
     model.train()
@@ -142,12 +156,20 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         try:
             for sample in loader:
                 fetched = time.perf_counter()
+                if "error" in sample:  # unreadable image: skip the step, say so once
+                    it += 1
+                    if sample["error"] not in skipped_images:
+                        skipped_images.add(sample["error"])
+                        console.print(f"[yellow]warning: {sample['error']}; skipped[/]")
+                    tick = time.perf_counter()
+                    continue
                 lr = lr_at(it, t)
                 set_lr(optimizer, lr)
                 image = sample["image"].to(device, non_blocking=True)[None]
                 boxes = sample["boxes"].to(device, non_blocking=True)
                 classes = sample["classes"].to(device, non_blocking=True)
-                parts = model.losses(model(image, boxes), classes)
+                with autocast(cfg.runtime, device):
+                    parts = model.losses(model(image, boxes), classes)
                 loss = sum(parts.values())
                 if not torch.isfinite(loss):
                     raise IvrError(
@@ -155,8 +177,10 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
                         f"last good checkpoint is {last_path if last_path.exists() else 'none'}"
                         "; lower train.lr (or add train.warmup_iters) and --resume")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                updates += 1
                 it += 1
                 now = time.perf_counter()
                 log.add(loss=loss, parts=parts, lr=lr, step_s=now - tick, data_s=fetched - tick)
@@ -171,6 +195,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         except RuntimeError:
             if stop.signal is None:  # a DataLoader worker died of the signal otherwise
                 raise
+    if updates == 0 and it > start:
+        raise IvrError(f"no training step ran: none of the {len(skipped_images)} images met "
+                       "could be read (see the warnings above); check the dataset files")
     if stop.signal is not None:
         if it > start and last_path != ckpt.checkpoint_path(run_dir, it):
             last_path = snapshot(it)

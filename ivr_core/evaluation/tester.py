@@ -27,11 +27,15 @@ from ivr_core.visualization import save_figures
 def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.device,
                   workers: int = 0, show_progress: bool = True) -> dict[str, np.ndarray]:
     """Class probabilities of every region: ``final`` (N, C), ``iterations`` (I, N, C),
-    ``gt`` (N,) and ``image`` (N,) (index of the region's image in the split)."""
+    ``gt`` (N,) and ``image`` (N,) (index of the region's image in the split), and
+    ``skipped``: the messages of images that could not be read."""
     model.eval()
     loader = DataLoader(dataset, batch_size=None, num_workers=workers)
-    final, iterations, gt, image = [], [], [], []
+    final, iterations, gt, image, skipped = [], [], [], [], []
     for sample in progress_bar(loader, len(dataset), "test", enabled=show_progress):
+        if "error" in sample:
+            skipped.append(sample["error"])
+            continue
         out = model(sample["image"].to(device)[None], sample["boxes"].to(device))
         final.append(torch.softmax(out["final"].float(), 1).cpu())
         iterations.append(torch.stack([torch.softmax(x.float(), 1) for x in out["iterations"]]).cpu())
@@ -40,7 +44,7 @@ def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.
     if not final:
         raise IvrError(f"{dataset.split.path} has no image with regions to evaluate")
     return {"final": torch.cat(final).numpy(), "iterations": torch.cat(iterations, 1).numpy(),
-            "gt": torch.cat(gt).numpy(), "image": torch.cat(image).numpy()}
+            "gt": torch.cat(gt).numpy(), "image": torch.cat(image).numpy(), "skipped": skipped}
 
 
 def _named(metrics: dict, classes: list[str]) -> dict:
@@ -84,11 +88,10 @@ def visualize_split(model: torch.nn.Module, dataset: RegionDataset, device: torc
     split, written, stems = dataset.split, [], set()
     for item in range(min(count, len(dataset))):
         sample = dataset[item]
+        if "error" in sample:  # unreadable: already listed under skipped_images
+            continue
         record = split.images[sample["index"]]
-        path = split.root / record["image"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise IvrError(f"cannot read image {path}; check the file or rerun prepare-data")
+        image = cv2.imread(str(split.root / record["image"]), cv2.IMREAD_COLOR)
         out = model(sample["image"].to(device)[None], sample["boxes"].to(device))
         outputs = {key: _to_cpu(value) for key, value in out.items()}
         stem = Path(record["image"]).stem
@@ -123,7 +126,8 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
     results = summarize(pred, split)
     results.update({"checkpoint": str(checkpoint), "iteration": state["iteration"],
                     "model_type": state["model_type"], "split": split_name,
-                    "num_images": len(dataset)})
+                    "num_images": len(dataset) - len(pred["skipped"]),
+                    "skipped_images": pred["skipped"]})
     out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
     if visualize:
         figures = visualize_split(model, dataset, device, out.parent / "visualizations",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ivr_core.config import Config
+from ivr_core.errors import IvrError
 from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
 from ivr_core.models.baseline import BaselineModel
 from ivr_core.models.memory import SpatialMemoryModel
@@ -30,7 +31,19 @@ def build_model(cfg: Config, num_classes: int, pretrained: bool = True) -> nn.Mo
 
 
 def model_from_state(cfg: Config, state: dict) -> nn.Module:
-    """The model of a checkpoint ``state`` (its classes, its weights), built from ``cfg``."""
+    """The model of a checkpoint ``state`` (its classes, its weights), built from ``cfg``.
+
+    Weights that do not fit (model settings overridden since training) are an IvrError
+    naming the settings that differ from the checkpoint's config."""
     model = build_model(cfg, len(state["classes"]), pretrained=False)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        saved, now = state.get("config", {}), cfg.to_dict()
+        changed = [f"{s}.{k} ({saved[s][k]!r} in the checkpoint, {v!r} now)"
+                   for s in ("model", "memory") for k, v in now[s].items()
+                   if k != "weights" and k in saved.get(s, {}) and saved[s][k] != v]
+        why = ", ".join(changed) or " ".join(str(e).split())[:300]
+        raise IvrError(f"the checkpoint's weights do not fit the model the config builds: "
+                       f"{why}; leave the checkpoint's model settings as they are") from None
     return model

@@ -8,6 +8,7 @@ boxes outside the image or degenerate are skipped and listed in the summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,33 +135,46 @@ def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: t
             out: Path, workers: int = 2, draw: bool = False, iterations: bool = False,
             show_progress: bool = True) -> PredictReport:
     """Label every image's boxes; writes ``out/predictions.jsonl`` atomically and, with
-    ``draw``, ``out/drawn/<relative path>`` (``iterations``: one panel per iteration)."""
+    ``draw``, ``out/drawn/<relative path>`` (``iterations``: one panel per iteration).
+    When no image can be labelled nothing is written (``report.images`` is 0)."""
     root, files = list_images(images)
     classes = state["classes"]
     model = model_from_state(cfg, state).to(device).eval()
     loader = DataLoader(_Images(root, files, source, cfg), batch_size=None,
                         num_workers=workers, collate_fn=lambda x: x)
     report = PredictReport(out=out / "predictions.jsonl")
-    with atomic_open(report.out, "w", encoding="utf-8") as f:
-        for item in progress_bar(loader, len(files), "predict", enabled=show_progress):
-            report.skipped += [(item["rel"], p) for p in item["problems"]]
-            if "error" in item:
-                report.skipped.append((item["rel"], item["error"]))
-                continue
-            boxes = item["boxes"] * item["factor"]
-            outputs = model(item["image"].to(device)[None], boxes.to(device))
-            probs = torch.softmax(outputs["final"].float(), 1).cpu()
-            per_iter = [x.float().cpu() for x in outputs["iterations"]]
-            record = _record(item, probs, per_iter, classes)
-            f.write(json.dumps(record) + "\n")
-            report.images += 1
-            report.regions += len(record["regions"])
-            if item["truth"] is not None:
-                report.labelled += len(item["truth"])
-                report.correct += sum(r["class"] == r["true_class"] for r in record["regions"])
-            if draw:
-                _draw(item, record, out, probs, per_iter if iterations else None, classes)
+    created = not out.exists()
+    try:
+        with atomic_open(report.out, "w", encoding="utf-8") as f:
+            for item in progress_bar(loader, len(files), "predict", enabled=show_progress):
+                report.skipped += [(item["rel"], p) for p in item["problems"]]
+                if "error" in item:
+                    report.skipped.append((item["rel"], item["error"]))
+                    continue
+                boxes = item["boxes"] * item["factor"]
+                outputs = model(item["image"].to(device)[None], boxes.to(device))
+                probs = torch.softmax(outputs["final"].float(), 1).cpu()
+                per_iter = [x.float().cpu() for x in outputs["iterations"]]
+                record = _record(item, probs, per_iter, classes)
+                f.write(json.dumps(record) + "\n")
+                report.images += 1
+                report.regions += len(record["regions"])
+                if item["truth"] is not None:
+                    report.labelled += len(item["truth"])
+                    report.correct += sum(r["class"] == r["true_class"] for r in record["regions"])
+                if draw:
+                    _draw(item, record, out, probs, per_iter if iterations else None, classes)
+            if not report.images:
+                raise _NothingLabelled
+    except _NothingLabelled:  # nothing to write: no empty predictions.jsonl, no new folder
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
     return report
+
+
+class _NothingLabelled(Exception):
+    """Every image was skipped: the output file is not written."""
 
 
 def _draw(item: dict, record: dict, out: Path, probs: torch.Tensor,

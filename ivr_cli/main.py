@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from ivr_cli import build_ext, demo, env, predict, prepare_data, test, train
 from ivr_cli import report
 from ivr_core.errors import IvrError
+from ivr_core.models.backbone import RandomInitWarning
 from ivr_core.ops import OpsBackendWarning
 
 
@@ -24,7 +25,9 @@ class IvrGroup(TyperGroup):
         except IvrError as e:
             if os.environ.get("IVR_DEBUG"):
                 raise
-            typer.secho(f"error: {e}", err=True, fg="red")
+            rank = os.environ.get("RANK", "0")  # in a multi-process run, say which process
+            where = "" if rank == "0" else f"[rank {rank}] "
+            typer.secho(f"{where}error: {e}", err=True, fg="red")
             raise typer.Exit(1) from None
 
 
@@ -50,6 +53,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 def main() -> None:
     warnings.showwarning = _show_warning
+    if os.environ.get("RANK", "0") != "0":  # the main process of a multi-process run says it
+        warnings.simplefilter("ignore", OpsBackendWarning)
+        warnings.simplefilter("ignore", RandomInitWarning)
     app()
 
 

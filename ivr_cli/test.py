@@ -9,6 +9,7 @@ Examples::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +18,7 @@ import typer
 from ivr_cli.display import results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_core.engine.checkpoint import list_checkpoints, load_checkpoint
+from ivr_core.engine.launch import launch
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.tester import run_test
 
@@ -38,6 +40,8 @@ def test(
         metavar="N",
         help="Also save figures of the first N test images (labels, per-iteration labels, "
              "memory, attention) as PNGs into visualizations/ beside results.json.")] = 0,
+    nproc: Annotated[int, typer.Option(
+        help="Processes sharing the images (results are gathered; same metrics).")] = 1,
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,
@@ -47,9 +51,24 @@ def test(
 
     Example: ivr test --run-dir runs/local --split mtest
     """
-    if visualize < 0:
-        raise IvrError("--visualize must be >= 0")
+    if visualize < 0 or nproc < 1:
+        raise IvrError("--visualize must be >= 0 and --nproc >= 1")
     checkpoint = find_checkpoint(run_dir, checkpoint)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        args = ["test", "--checkpoint", str(checkpoint), "--visualize", str(visualize),
+                *(["-q"] if quiet else [])]
+        for flag, value in (("--split", split), ("--data", data), ("--model", model),
+                            ("--out", out), ("--device", device)):
+            if value is not None:
+                args += [flag, str(value)]
+        for path in config or []:
+            args += ["--config", str(path)]
+        for item in set_ or []:
+            args += ["--set", item]
+        code = launch(args, nproc)
+        if code:
+            raise typer.Exit(code)
+        return
     state = load_checkpoint(checkpoint)
     if model and model != state["model_type"]:
         raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")
@@ -57,6 +76,8 @@ def test(
                   runtime__device=device)
     results = run_test(checkpoint, cfg, state, split, out, show_progress=not quiet,
                        visualize=visualize)
+    if not results:  # not the main process of a multi-process run
+        return
     console.print(results_table({state["model_type"]: results},
                                 f"{results['split']}: {results['num_images']} images, "
                                 f"iteration {results['iteration']}"))

@@ -5,10 +5,13 @@ Examples::
     ivr train --model baseline --data data/ADE --run-dir runs/res50_baseline
     ivr train --model memory --data data/ADE --run-dir runs/res50_local --set memory.iterations=3
     ivr train --model memory --run-dir runs/res50_local --resume      # continue after a stop
+    ivr train --model memory --data data/ADE --nproc 4                 # 4 processes (DDP)
+    torchrun --nproc_per_node 4 -m ivr_cli train --model memory        # the same, by torchrun
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,7 +20,9 @@ import typer
 from ivr_cli.display import err as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_core.config import MODEL_TYPES
+from ivr_core.engine.launch import launch
 from ivr_core.engine.trainer import train as run_train
+from ivr_core.errors import IvrError
 
 
 
@@ -31,6 +36,12 @@ def train(
     iters: Annotated[Optional[int], typer.Option(help="Training iterations (train.iters).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue from the newest loadable checkpoint of the run folder.")] = False,
+    nproc: Annotated[int, typer.Option(
+        help="Processes for DistributedDataParallel (one per GPU; gloo on CPUs); each "
+             "takes train.images_per_step images per step.")] = 1,
+    images_per_step: Annotated[Optional[int], typer.Option(
+        help="Images per step and process, gradients averaged (train.images_per_step).")]
+    = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,
@@ -40,9 +51,26 @@ def train(
 
     Example: ivr train --model memory --data data/ADE --run-dir runs/local
     """
+    if nproc < 1:
+        raise IvrError("--nproc must be >= 1")
     cfg = resolve(config, set_, model__type=model, data__dir=str(data) if data else None,
-                  train__iters=iters, runtime__device=device)
+                  train__iters=iters, runtime__device=device,
+                  train__images_per_step=images_per_step)
     run_dir = run_dir or Path("runs") / cfg.model.type
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        args = ["train", "--run-dir", str(run_dir), *(["-q"] if quiet else []),
+                *(["--resume"] if resume else [])]
+        for path in config or []:
+            args += ["--config", str(path)]
+        for item in [*(set_ or []), f"model.type={cfg.model.type}", f"data.dir={cfg.data.dir}",
+                     f"train.iters={cfg.train.iters}", f"runtime.device={cfg.runtime.device}",
+                     f"train.images_per_step={cfg.train.images_per_step}"]:
+            args += ["--set", item]
+        code = launch(args, nproc)
+        if code:
+            raise typer.Exit(code)
+        return
     result = run_train(cfg, run_dir, resume=resume, show_progress=not quiet, console=console)
-    console.print(f"trained {cfg.model.type} to iteration {result.iterations} in "
-                  f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"trained {cfg.model.type} to iteration {result.iterations} in "
+                      f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")

@@ -77,6 +77,7 @@ class TrainConfig:
     keep_last: int = 3  # checkpoints kept in the run folder
     log_every: int = 20
     seed: int = 3
+    images_per_step: int = 1  # images whose gradients are averaged per step, per process
 
 
 @dataclass
@@ -85,6 +86,8 @@ class RuntimeConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     ops: str = "auto"  # region ops: auto (compiled if built) | compiled | reference
     amp: str = "none"  # mixed precision: none | bf16 | fp16 (with loss scaling)
+    channels_last: bool = False  # NHWC memory layout for the model and images
+    keep_freed_memory: bool = True  # CPU: malloc keeps freed memory (fewer page faults)
     deterministic: bool = False  # deterministic kernels: bitwise-repeatable runs, a bit slower
 
 
@@ -200,7 +203,8 @@ def validate(cfg: Config) -> Config:
                        ("memory.gate_kernel", mem.gate_kernel),
                        ("memory.norm_groups", mem.norm_groups), ("train.iters", t.iters),
                        ("train.lr", t.lr), ("train.snapshot_every", t.snapshot_every),
-                       ("train.keep_last", t.keep_last), ("train.log_every", t.log_every)]:
+                       ("train.keep_last", t.keep_last), ("train.log_every", t.log_every),
+                       ("train.images_per_step", t.images_per_step)]:
         positive(key, value)
     for key, value in [("data.min_count", d.min_count), ("data.workers", d.workers),
                        ("train.weight_decay", t.weight_decay), ("train.momentum", t.momentum),

@@ -140,21 +140,30 @@ class RegionDataset(Dataset):
 
 
 class IterationSampler(Sampler[int]):
-    """Dataset indices for iterations ``start .. total - 1``: a fresh seeded permutation per
-    epoch, so the order depends only on (seed, iteration) and resuming continues it exactly.
+    """Dataset indices for iterations ``start .. total - 1``, ``count`` per iteration.
+
+    Iteration ``it`` uses the images at positions ``it * batch + first .. + count - 1`` of
+    an endless sequence of seeded per-epoch permutations: with ``batch`` = processes x
+    images per step and ``first`` = rank x images per step, the processes of a distributed
+    run share each step's images without overlap, and the order depends only on (seed,
+    position), so resuming continues it exactly.
     """
 
-    def __init__(self, size: int, seed: int, start: int, total: int):
+    def __init__(self, size: int, seed: int, start: int, total: int, batch: int = 1,
+                 first: int = 0, count: int = 1):
         self.size, self.seed, self.start, self.total = size, seed, start, total
+        self.batch, self.first, self.count = batch, first, count
 
     def __len__(self) -> int:
-        return max(self.total - self.start, 0)
+        return max(self.total - self.start, 0) * self.count
 
     def __iter__(self):
         epoch, perm = -1, None
         for it in range(self.start, self.total):
-            if it // self.size != epoch:
-                epoch = it // self.size
-                g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
-                perm = torch.randperm(self.size, generator=g).tolist()
-            yield perm[it % self.size]
+            for j in range(self.count):
+                position = it * self.batch + self.first + j
+                if position // self.size != epoch:
+                    epoch = position // self.size
+                    g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+                    perm = torch.randperm(self.size, generator=g).tolist()
+                yield perm[position % self.size]

@@ -1,5 +1,9 @@
-"""Training metrics: averaged over each logging window, appended to ``log.jsonl`` (and to
-TensorBoard when it is installed)."""
+"""Training metrics: averaged over each logging window (and over processes), appended to
+``log.jsonl`` by the main process, and to TensorBoard when it is installed.
+
+Losses are summed on their device and read once per window, so logging adds no
+host-device synchronisation to the steps in between.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ from ivr_core.utils.io import write_text
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path, start: int):
+    def __init__(self, run_dir: Path, start: int, enabled: bool = True):
         self.path = Path(run_dir) / "log.jsonl"
-        self._drop_after(start)  # a resumed run rewrites what followed its checkpoint
+        self.enabled = enabled
+        if enabled:
+            self._drop_after(start)  # a resumed run rewrites what followed its checkpoint
         self._file = None
         self._tb = None
         self._run_dir = Path(run_dir)
@@ -35,10 +41,12 @@ class MetricsLog:
         write_text(self.path, "".join(line + "\n" for line in kept))
 
     def _reset(self) -> None:
-        self._n, self._loss, self._parts = 0, 0.0, {}
-        self._step_s, self._data_s, self._lr = 0.0, 0.0, 0.0
+        self._images, self._loss, self._parts = 0, None, {}
+        self._steps, self._step_s, self._data_s, self._lr = 0, 0.0, 0.0, 0.0
 
     def __enter__(self) -> "MetricsLog":
+        if not self.enabled:
+            return self
         self._file = open(self.path, "a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -53,22 +61,39 @@ class MetricsLog:
         if self._tb:
             self._tb.close()
 
-    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor], lr: float,
-            step_s: float, data_s: float) -> None:
-        self._n += 1
-        self._loss += float(loss.detach())
+    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """One image's loss and its components (device tensors, not read here)."""
+        self._images += 1
+        self._loss = loss.detach() if self._loss is None else self._loss + loss.detach()
         for k, v in parts.items():
-            self._parts[k] = self._parts.get(k, 0.0) + float(v.detach())
+            self._parts[k] = v.detach() + self._parts[k] if k in self._parts else v.detach()
+
+    def time(self, lr: float, step_s: float, data_s: float) -> None:
+        """One step's learning rate, duration and wait for data."""
+        self._steps += 1
         self._step_s += step_s
         self._data_s += data_s
         self._lr = lr
 
-    def flush(self, iteration: int) -> dict:
-        n = max(self._n, 1)
-        record = {"iter": iteration, "loss": self._loss / n,
-                  "losses": {k: v / n for k, v in self._parts.items()}, "lr": self._lr,
-                  "s_per_iter": self._step_s / n, "data_s": self._data_s / n,
-                  "time": time.time()}
+    def flush(self, iteration: int, world) -> dict | None:
+        """Write the window's means (over images, then processes); the record on the main
+        process, None elsewhere. Every process must call it at the same iterations."""
+        images = max(self._images, 1)
+        local = {"loss": float(self._loss) / images if self._loss is not None else float("nan"),
+                 "losses": {k: float(v) / images for k, v in self._parts.items()},
+                 "s_per_iter": self._step_s / max(self._steps, 1),
+                 "data_s": self._data_s / max(self._steps, 1)}
+        everyone = world.gather(local)
+        lr = self._lr
+        self._reset()
+        if not self.enabled:
+            return None
+        n = len(everyone)
+        record = {"iter": iteration, "loss": sum(r["loss"] for r in everyone) / n,
+                  "losses": {k: sum(r["losses"].get(k, 0.0) for r in everyone) / n
+                             for k in everyone[0]["losses"]},
+                  "lr": lr, "s_per_iter": max(r["s_per_iter"] for r in everyone),
+                  "data_s": max(r["data_s"] for r in everyone), "time": time.time()}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb:
@@ -77,5 +102,4 @@ class MetricsLog:
                 self._tb.add_scalar(f"loss/{k}", v, iteration)
             self._tb.add_scalar("lr", record["lr"], iteration)
             self._tb.add_scalar("s_per_iter", record["s_per_iter"], iteration)
-        self._reset()
         return record

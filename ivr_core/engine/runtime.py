@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 
 import torch
@@ -40,6 +41,21 @@ def grad_scaler(cfg: RuntimeConfig, device: torch.device) -> torch.amp.GradScale
     return torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks for reuse instead of returning every large
+    one to the kernel: PyTorch's CPU tensors come from malloc, and a step that allocates
+    hundreds of MB of fresh pages pays a page fault per 4 KB (about 10% of a memory-model
+    step at 600 px). The peak resident set stays what it is. No-op off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        never = ctypes.c_int(2**31 - 1)  # mallopt takes a C int
+        return bool(libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) and
+                    libc.mallopt(m_trim_threshold, never))
+    except (OSError, AttributeError):
+        return False
+
+
 def setup(cfg: RuntimeConfig) -> torch.device:
     """Resolve the device, apply thread, determinism and region-op settings."""
     device = resolve_device(cfg.device)
@@ -49,4 +65,6 @@ def setup(cfg: RuntimeConfig) -> torch.device:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
     torch.use_deterministic_algorithms(cfg.deterministic)
     set_backend(cfg.ops)
+    if device.type == "cpu" and cfg.keep_freed_memory:
+        keep_freed_memory()
     return device

@@ -1,11 +1,15 @@
-"""The training loop: one image (all its regions) per step, checkpoints, logs, resume.
+"""The training loop: ``train.images_per_step`` images per step and process, checkpoints,
+logs, resume, and DistributedDataParallel under torchrun.
 
-The data order depends only on (seed, iteration) and the model has no randomness beyond
-its seeded init, so a resumed run continues exactly where the checkpoint left off.
+The data order depends only on (seed, image position) and the model has no randomness
+beyond its seeded init, so a resumed run continues exactly where the checkpoint left off.
+Nothing in a step waits for the device: losses and the non-finite check stay on it until a
+log or checkpoint iteration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -16,18 +20,20 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import TextColumn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ivr_core import __version__
 from ivr_core.config import Config
 from ivr_core.data.dataset import IterationSampler, RegionDataset, load_prepared
 from ivr_core.engine import checkpoint as ckpt
+from ivr_core.engine import distributed
 from ivr_core.engine.logger import MetricsLog
 from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
 from ivr_core.engine.runtime import autocast, grad_scaler, setup
+from ivr_core.envinfo import collect as collect_env
 from ivr_core.errors import IvrError
 from ivr_core.models import build_model, model_from_state
-from ivr_core.envinfo import collect as collect_env
 from ivr_core.utils.io import write_json, write_text
 from ivr_core.utils.progress import make_progress
 
@@ -74,33 +80,69 @@ def check_compatible(state: dict, model_type: str, classes: list[str], source: s
                        f"has {len(classes)} (or other names); use the data it was trained on")
 
 
+def _resume_state(run_dir: Path, resume: bool, cfg: Config, classes: list[str],
+                  console: Console) -> dict | None:
+    if not ckpt.list_checkpoints(run_dir):
+        return None
+    if not resume:
+        raise IvrError(f"run folder {run_dir} already holds checkpoints; pass --resume to "
+                       "continue it, or choose another --run-dir")
+    state, skipped = ckpt.latest_checkpoint(run_dir)
+    for note in skipped:
+        console.print(f"[yellow]skipped {note}[/]")
+    if state is None:
+        raise IvrError(f"no checkpoint in {ckpt.checkpoint_dir(run_dir)} could be loaded")
+    check_compatible(state, cfg.model.type, classes, state["path"])
+    return state
+
+
+class _NonFinite:
+    """Remembers, on the device, whether a step's loss was not finite; read (one sync) only
+    at log and checkpoint iterations, and before a bad update could be saved."""
+
+    def __init__(self):
+        self.steps: list[tuple[int, torch.Tensor]] = []
+
+    def add(self, iteration: int, loss: torch.Tensor) -> None:
+        self.steps.append((iteration, loss.detach()))
+
+    def first(self, world: distributed.World) -> tuple[int, float] | None:
+        bad = None
+        if self.steps:
+            losses = torch.stack([loss for _, loss in self.steps]).float().cpu()
+            index = (~torch.isfinite(losses)).nonzero()
+            if len(index):
+                i = int(index[0])
+                bad = (self.steps[i][0], float(losses[i]))
+        self.steps.clear()
+        if world.any(bad is not None):  # every process stops together
+            return bad or (0, float("nan"))
+        return None
+
+
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress: bool = True,
           console: Console | None = None) -> TrainResult:
-    console = console or Console(stderr=True, soft_wrap=True)
     run_dir = Path(run_dir)
     device = setup(cfg.runtime)
+    world = distributed.init(device.type)
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    console = console or Console(stderr=True, soft_wrap=True)
+    if not world.main:
+        console, show_progress = Console(quiet=True), False
     t = cfg.train
     split = load_prepared(cfg.data.dir, cfg.data.train_split, cfg.data.min_count, cfg.data.root,
                           cfg.data.dataset)
     dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=cfg.data.flip)
     if len(dataset) == 0:
         raise IvrError(f"{split.path} has no image with regions to train on")
-
-    state = None
-    if ckpt.list_checkpoints(run_dir):
-        if not resume:
-            raise IvrError(f"run folder {run_dir} already holds checkpoints; pass --resume to "
-                           "continue it, or choose another --run-dir")
-        state, skipped = ckpt.latest_checkpoint(run_dir)
-        for note in skipped:
-            console.print(f"[yellow]skipped {note}[/]")
-        if state is None:
-            raise IvrError(f"no checkpoint in {ckpt.checkpoint_dir(run_dir)} could be loaded")
-        check_compatible(state, cfg.model.type, split.classes, state["path"])
+    state = _resume_state(run_dir, resume, cfg, split.classes, console)
 
     torch.manual_seed(t.seed)
     model = (build_model(cfg, split.num_classes) if state is None
              else model_from_state(cfg, state)).to(device)
+    memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, t)
     scaler = grad_scaler(cfg.runtime, device)
     start = 0
@@ -111,17 +153,27 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         torch.set_rng_state(state["rng"]["torch"])
         start = state["iteration"]
         console.print(f"resuming {run_dir} from iteration {start} ({state['path']})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for partial in ckpt.remove_partial(run_dir):
-        console.print(f"removed {partial.name}, a checkpoint write that was interrupted")
-    write_text(run_dir / "config.toml", cfg.to_toml())
-    write_json(run_dir / "env.json", dict(collect_env()), indent=1)  # for reports and bug reports
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for partial in ckpt.remove_partial(run_dir):
+            console.print(f"removed {partial.name}, a checkpoint write that was interrupted")
+        write_text(run_dir / "config.toml", cfg.to_toml())
+        write_json(run_dir / "env.json", dict(collect_env()), indent=1)
     if start >= t.iters:
         last = ckpt.checkpoint_path(run_dir, start)
         return TrainResult(run_dir, start, Path(state["path"]) if state else last, 0.0, start)
 
+    net = model
+    if world.size > 1:  # frozen parameters have requires_grad=False: nothing goes unused,
+        # except the update path of a memory model with a single iteration
+        unused = cfg.model.type == "memory" and cfg.memory.iterations == 1
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None, find_unused_parameters=unused)
+
     def snapshot(iteration: int) -> Path:
         path = ckpt.checkpoint_path(run_dir, iteration)
+        if not world.main:
+            return path
         try:
             ckpt.save_checkpoint(path, {
                 "iteration": iteration, "model_type": cfg.model.type, "classes": split.classes,
@@ -136,69 +188,98 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         ckpt.prune_checkpoints(run_dir, t.keep_last)
         return path
 
-    loader = DataLoader(dataset, batch_size=None,
-                        sampler=IterationSampler(len(dataset), t.seed, start, t.iters),
-                        num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                        prefetch_factor=4 if cfg.data.workers else None)
-    log = MetricsLog(run_dir, start)
-    stop = _StopRequest()
+    per_step = t.images_per_step
+    sampler = IterationSampler(len(dataset), t.seed, start, t.iters, batch=world.size * per_step,
+                               first=world.rank * per_step, count=per_step)
+    loader = iter(DataLoader(dataset, batch_size=None, sampler=sampler,
+                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
+                             prefetch_factor=4 if cfg.data.workers else None))
+    log = MetricsLog(run_dir, start, enabled=world.main)
+    stop, nonfinite = _StopRequest(), _NonFinite()
     skipped_images: set[str] = set()
-    updates = 0
+    updates, last_good = 0, None
     last_path = ckpt.checkpoint_path(run_dir, start)
     began = time.perf_counter()
     model.train()
     progress = make_progress(TextColumn("{task.fields[status]}"))
+
+    def check_finite() -> None:
+        bad = nonfinite.first(world)
+        if bad is not None:
+            raise IvrError(
+                f"loss is {bad[1]} at iteration {bad[0]}; training stopped. The last good "
+                f"checkpoint is {last_path if last_path.exists() else 'none'}; lower "
+                "train.lr (or add train.warmup_iters) and --resume")
+
+    def one_image(sample: dict, weight: float, sync: bool) -> dict:
+        image = sample["image"].to(device, non_blocking=True)[None]
+        image = image.contiguous(memory_format=memory_format)
+        boxes = sample["boxes"].to(device, non_blocking=True)
+        classes = sample["classes"].to(device, non_blocking=True)
+        with contextlib.nullcontext() if sync or world.size == 1 else net.no_sync():
+            with autocast(cfg.runtime, device):
+                parts = model.losses(net(image, boxes), classes)
+            scaler.scale(sum(parts.values()) * weight).backward()
+        return parts
+
     with _catch_signals(stop), log, progress if show_progress else _null():
         task = progress.add_task(f"train {cfg.model.type}", total=t.iters, completed=start,
                                  status="")
         it = start
         tick = time.perf_counter()
         try:
-            for sample in loader:
+            while it < t.iters:
+                samples = [next(loader) for _ in range(per_step)]
                 fetched = time.perf_counter()
-                if "error" in sample:  # unreadable image: skip the step, say so once
-                    it += 1
-                    if sample["error"] not in skipped_images:
-                        skipped_images.add(sample["error"])
-                        console.print(f"[yellow]warning: {sample['error']}; skipped[/]")
-                    tick = time.perf_counter()
-                    continue
+                for s in samples:
+                    if "error" in s and s["error"] not in skipped_images:
+                        skipped_images.add(s["error"])
+                        console.print(f"[yellow]warning: {s['error']}; skipped[/]")
+                good = [s for s in samples if "error" not in s]
+                last_good = good[-1] if good else last_good
                 lr = lr_at(it, t)
                 set_lr(optimizer, lr)
-                image = sample["image"].to(device, non_blocking=True)[None]
-                boxes = sample["boxes"].to(device, non_blocking=True)
-                classes = sample["classes"].to(device, non_blocking=True)
-                with autocast(cfg.runtime, device):
-                    parts = model.losses(model(image, boxes), classes)
-                loss = sum(parts.values())
-                if not torch.isfinite(loss):
-                    raise IvrError(
-                        f"loss is {loss.item()} at iteration {it + 1}; training stopped. The "
-                        f"last good checkpoint is {last_path if last_path.exists() else 'none'}"
-                        "; lower train.lr (or add train.warmup_iters) and --resume")
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                if not good and (world.size == 1 or last_good is None):
+                    it += 1  # nothing readable in this step: skip it
+                    tick = time.perf_counter()
+                    continue
+                # with DDP every process must run a backward: an unreadable image is replaced
+                # by an earlier one with weight 0
+                batch = good or [last_good]
+                weight = 1.0 / len(good) if good else 0.0
+                for j, sample in enumerate(batch):
+                    parts = one_image(sample, weight, sync=j == len(batch) - 1)
+                    if good:
+                        loss = sum(parts.values())
+                        nonfinite.add(it + 1, loss)
+                        log.add(loss=loss, parts=parts)
                 scaler.step(optimizer)
                 scaler.update()
-                updates += 1
+                updates += bool(good)
                 it += 1
                 now = time.perf_counter()
-                log.add(loss=loss, parts=parts, lr=lr, step_s=now - tick, data_s=fetched - tick)
+                log.time(lr=lr, step_s=now - tick, data_s=fetched - tick)
                 tick = now
-                if it % t.log_every == 0 or it == t.iters:
-                    record = log.flush(it)
-                    progress.update(task, completed=it, status=_status(record))
-                if it % t.snapshot_every == 0 or it == t.iters:
+                save = it % t.snapshot_every == 0 or it == t.iters
+                if save or it % t.log_every == 0:
+                    check_finite()  # before anything is saved
+                    record = log.flush(it, world)
+                    if record:
+                        progress.update(task, completed=it, status=_status(record))
+                if save:
                     last_path = snapshot(it)
-                if stop.signal is not None:
+                if world.any(stop.signal is not None):
+                    stop.signal = stop.signal or signal.SIGTERM
                     break
         except RuntimeError:
             if stop.signal is None:  # a DataLoader worker died of the signal otherwise
                 raise
-    if updates == 0 and it > start:
+    if updates == 0 and it > start and world.size == 1:
         raise IvrError(f"no training step ran: none of the {len(skipped_images)} images met "
                        "could be read (see the warnings above); check the dataset files")
     if stop.signal is not None:
+        check_finite()
         if it > start and last_path != ckpt.checkpoint_path(run_dir, it):
             last_path = snapshot(it)
         name = signal.Signals(stop.signal).name

@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ivr_core.config import Config
 from ivr_core.data.dataset import PreparedSplit, RegionDataset, load_prepared
+from ivr_core.engine import distributed
 from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.runtime import setup
 from ivr_core.engine.trainer import check_compatible
@@ -25,14 +26,20 @@ from ivr_core.visualization import save_figures
 
 @torch.no_grad()
 def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.device,
-                  workers: int = 0, show_progress: bool = True) -> dict[str, np.ndarray]:
+                  workers: int = 0, show_progress: bool = True,
+                  world: distributed.World | None = None) -> dict[str, np.ndarray]:
     """Class probabilities of every region: ``final`` (N, C), ``iterations`` (I, N, C),
     ``gt`` (N,) and ``image`` (N,) (index of the region's image in the split), and
-    ``skipped``: the messages of images that could not be read."""
+    ``skipped``: the messages of images that could not be read.
+
+    With several processes (``world``) each scores every size-th image and the results are
+    gathered, in the dataset's order, so every image counts exactly once."""
+    world = world or distributed.World()
     model.eval()
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers)
+    mine = Subset(dataset, range(world.rank, len(dataset), world.size))
+    loader = DataLoader(mine, batch_size=None, num_workers=workers)
     final, iterations, gt, image, skipped = [], [], [], [], []
-    for sample in progress_bar(loader, len(dataset), "test", enabled=show_progress):
+    for sample in progress_bar(loader, len(mine), "test", enabled=show_progress and world.main):
         if "error" in sample:
             skipped.append(sample["error"])
             continue
@@ -41,10 +48,16 @@ def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.
         iterations.append(torch.stack([torch.softmax(x.float(), 1) for x in out["iterations"]]).cpu())
         gt.append(sample["classes"])
         image.append(torch.full_like(sample["classes"], sample["index"]))
+    parts = world.gather((final, iterations, gt, image, skipped))
+    final, iterations, gt, image, skipped = ([x for p in parts for x in p[i]] for i in range(5))
     if not final:
         raise IvrError(f"{dataset.split.path} has no image with regions to evaluate")
-    return {"final": torch.cat(final).numpy(), "iterations": torch.cat(iterations, 1).numpy(),
-            "gt": torch.cat(gt).numpy(), "image": torch.cat(image).numpy(), "skipped": skipped}
+    order = np.argsort(np.array([int(x[0]) for x in image]), kind="stable")  # dataset order
+    pick = lambda xs: [xs[i] for i in order]  # noqa: E731
+    return {"final": torch.cat(pick(final)).numpy(),
+            "iterations": torch.cat(pick(iterations), 1).numpy(),
+            "gt": torch.cat(pick(gt)).numpy(), "image": torch.cat(pick(image)).numpy(),
+            "skipped": skipped}
 
 
 def _named(metrics: dict, classes: list[str]) -> dict:
@@ -116,13 +129,18 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
     if visualize < 0:
         raise IvrError(f"visualize must be >= 0, not {visualize}")
     device = setup(cfg.runtime)
+    world = distributed.init(device.type)
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     split_name = split_name or cfg.data.test_split
     split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root,
                           cfg.data.dataset)
     check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
     model = model_from_state(cfg, state).to(device)
     dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False)
-    pred = predict_split(model, dataset, device, cfg.data.workers, show_progress)
+    pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world)
+    if not world.main:
+        return {}
     results = summarize(pred, split)
     results.update({"checkpoint": str(checkpoint), "iteration": state["iteration"],
                     "model_type": state["model_type"], "split": split_name,

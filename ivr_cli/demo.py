@@ -23,10 +23,13 @@ import typer
 from ivr_cli.display import err, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_cli.prepare_data import generate_synthetic, print_report
-from ivr_core.config import preset_path
+from ivr_cli.prepare_graph import mine
+from ivr_core.config import MODEL_TYPES, preset_path
 from ivr_core.data import synthetic
 from ivr_core.data.ade import SPLITS
-from ivr_core.data.dataset import prepared_name
+from ivr_core.data.dataset import load_prepared, prepared_name
+from ivr_core.errors import IvrError
+from ivr_core.graph.knowledge import graph_path
 from ivr_core.data.prepare import prepare_ade
 from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.trainer import train as run_train
@@ -34,7 +37,6 @@ from ivr_core.models.backbone import RandomInitWarning
 from ivr_core.report import write_report
 from ivr_core.evaluation.tester import run_test
 
-MODELS = ("baseline", "memory")
 VISUALIZE = 4  # test images drawn for the report (labels, iterations, memory, attention)
 
 
@@ -45,6 +47,9 @@ def demo(
     iters: Annotated[Optional[int], typer.Option(
         help="Training iterations per model [default: the preset's].")] = None,
     images: Annotated[int, typer.Option(help="Synthetic images to generate.")] = 900,
+    models: Annotated[str, typer.Option(
+        help="Comma-separated models to train and compare: baseline, memory, global, full; "
+             "the first is the reference of the differences.")] = "baseline,memory",
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,
@@ -54,15 +59,22 @@ def demo(
 
     Example: ivr demo --out ivr-demo
     """
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names or any(m not in MODEL_TYPES for m in names) or len(set(names)) < len(names):
+        raise IvrError(f"--models takes distinct names among {', '.join(MODEL_TYPES)}, "
+                       f"got '{models}'")
     data_dir = out / "data"
     if not all((data_dir / prepared_name(s, 5)).is_file() for s in SPLITS):
         generate_synthetic(data_dir, images, seed, force=True, workers=None, quiet=quiet)
         print_report(prepare_ade(data_dir, data_dir, 5, data_dir, SPLITS,
                                  extra={"context_classes": list(synthetic.CONTEXT_CLASSES)},
                                  show_progress=not quiet))
+    train_split = load_prepared(data_dir, "train", 5)
+    if not graph_path(train_split).is_file():
+        mine(train_split)
     results = {}
-    err.print("training both models from random init (the demo needs no ImageNet weights)")
-    for model in MODELS:
+    err.print("training from random init (the demo needs no ImageNet weights)")
+    for model in names:
         cfg = resolve([preset_path("demo"), *(config or [])], set_, model__type=model,
                       data__dir=str(data_dir), data__min_count=5, train__seed=seed,
                       train__iters=iters, runtime__device=device)
@@ -76,11 +88,13 @@ def demo(
                                   out=out / model / "results.json", show_progress=not quiet,
                                   visualize=VISUALIZE)
     console.print(results_table(results, f"ivr demo (seed {seed}): synthetic test split"))
-    base, mem = results["baseline"], results["memory"]
-    console.print(f"memory - baseline, per-class AP: overall {mem['cls_ap'] - base['cls_ap']:+.3f}"
-                  f", context-dependent classes "
-                  f"{mem['context']['cls_ap'] - base['context']['cls_ap']:+.3f}")
-    console.print(f"results: {out / 'baseline' / 'results.json'}, {out / 'memory' / 'results.json'}")
-    report = write_report([out / m for m in MODELS], out / "report.html",
+    ref = results[names[0]]
+    for name in names[1:]:
+        r = results[name]
+        console.print(f"{name} - {names[0]}, per-class AP: overall "
+                      f"{r['cls_ap'] - ref['cls_ap']:+.3f}, context-dependent classes "
+                      f"{r['context']['cls_ap'] - ref['context']['cls_ap']:+.3f}")
+    console.print("results: " + ", ".join(str(out / m / "results.json") for m in names))
+    report = write_report([out / m for m in names], out / "report.html",
                           title=f"ivr demo (seed {seed})")
     console.print(f"report: {report}")

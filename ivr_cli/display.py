@@ -26,7 +26,10 @@ def results_table(results: dict[str, dict], title: str) -> Table:
         table.add_column(label, justify="right")
     for name, res in results.items():
         rows = [("final", res)]
-        if len(res.get("iterations", [])) > 1:
+        if res.get("modules"):
+            rows += [(f"{name} iter {i}", r) for name, chain in res["modules"].items()
+                     for i, r in enumerate(chain)]
+        elif len(res.get("iterations", [])) > 1:
             rows += [(f"iter {i}", r) for i, r in enumerate(res["iterations"])]
         if "context" in res:
             rows.append(("context classes, final", res["context"]))

@@ -9,7 +9,7 @@ import warnings
 import typer
 from typer.core import TyperGroup
 
-from ivr_cli import build_ext, demo, env, predict, prepare_data, test, train
+from ivr_cli import build_ext, demo, env, predict, prepare_data, prepare_graph, test, train
 from ivr_cli import report
 from ivr_core.errors import IvrError
 from ivr_core.models.backbone import RandomInitWarning
@@ -37,6 +37,7 @@ app = typer.Typer(cls=IvrGroup, no_args_is_help=True, add_completion=False,
                   help="Iterative Visual Reasoning (Chen et al., CVPR 2018): region "
                        "classification with a spatial memory.\n\nStart with: ivr demo")
 app.command("prepare-data")(prepare_data.prepare_data)
+app.command("prepare-graph")(prepare_graph.prepare_graph)
 app.command("train")(train.train)
 app.command("test")(test.test)
 app.command("predict")(predict.predict)

@@ -28,6 +28,8 @@ from ivr_core.data import synthetic
 from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
 from ivr_core.data.coco import MISSING_FILE, REASONS, CocoReport, prepare_coco
 from ivr_core.data.prepare import PrepareReport, prepare_ade
+from ivr_cli.prepare_graph import mine
+from ivr_core.data.dataset import load_prepared
 from ivr_core.errors import IvrError
 
 
@@ -89,6 +91,8 @@ def prepare_data(
     report = prepare_ade(ade_root, split_dir or DEFAULT_SPLIT_DIR, min_count, out, SPLITS,
                          workers, extra=extra, show_progress=not quiet)
     print_report(report)
+    train = next(s for s in report.splits if s.split == "train")
+    mine(load_prepared(train.path.parent, "train", min_count))
 
 
 def _image_count(images: list[str] | None) -> int:

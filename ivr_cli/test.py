@@ -40,6 +40,11 @@ def test(
         metavar="N",
         help="Also save figures of the first N test images (labels, per-iteration labels, "
              "memory, attention) as PNGs into visualizations/ beside results.json.")] = 0,
+    drop_regions: Annotated[float, typer.Option(
+        metavar="P",
+        help="Leave a random fraction P of each image's regions out of the reasoning "
+             "(still scored) and report the change against P = 0 [default: 0; results "
+             "go to RUN_DIR/results_drop<P>.json].")] = 0.0,
     nproc: Annotated[int, typer.Option(
         help="Processes sharing the images (results are gathered; same metrics).")] = 1,
     config: ConfigFiles = None,
@@ -51,12 +56,12 @@ def test(
 
     Example: ivr test --run-dir runs/local --split mtest
     """
-    if visualize < 0 or nproc < 1:
-        raise IvrError("--visualize must be >= 0 and --nproc >= 1")
+    if visualize < 0 or nproc < 1 or not 0 <= drop_regions < 1:
+        raise IvrError("--visualize must be >= 0, --nproc >= 1 and --drop-regions in [0, 1)")
     checkpoint = find_checkpoint(run_dir, checkpoint)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["test", "--checkpoint", str(checkpoint), "--visualize", str(visualize),
-                *(["-q"] if quiet else [])]
+                "--drop-regions", str(drop_regions), *(["-q"] if quiet else [])]
         for flag, value in (("--split", split), ("--data", data), ("--model", model),
                             ("--out", out), ("--device", device)):
             if value is not None:
@@ -74,10 +79,18 @@ def test(
         raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")
     cfg = resolve(config, set_, base=state["config"], data__dir=str(data) if data else None,
                   runtime__device=device)
+    if drop_regions:
+        intact = run_test(checkpoint, cfg, state, split, show_progress=False, write=False)
+        out = out or Path(checkpoint).resolve().parent.parent / f"results_drop{drop_regions}.json"
     results = run_test(checkpoint, cfg, state, split, out, show_progress=not quiet,
-                       visualize=visualize)
+                       visualize=visualize, drop_regions=drop_regions)
     if not results:  # not the main process of a multi-process run
         return
+    if drop_regions:
+        keys = ("inst_ap", "inst_ac", "cls_ap", "cls_ac")
+        console.print(f"{state['model_type']}, {drop_regions:.0%} of the regions left out of "
+                      "the reasoning, change against none: " + ", ".join(
+                          f"{k} {results[k] - intact[k]:+.3f}" for k in keys))
     console.print(results_table({state["model_type"]: results},
                                 f"{results['split']}: {results['num_images']} images, "
                                 f"iteration {results['iteration']}"))

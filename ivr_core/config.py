@@ -18,7 +18,7 @@ import toml
 from ivr_core.errors import IvrError
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
-MODEL_TYPES = ("baseline", "memory")
+MODEL_TYPES = ("baseline", "memory", "global", "full")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    type: str = "baseline"  # baseline | memory
+    type: str = "baseline"  # baseline | memory (local) | global | full (local + global)
     backbone: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
     weights: str = "torchvision"  # torchvision | none | path to a backbone state dict
     norm: str = "frozen_bn"  # frozen_bn (pretrained) | bn (trainable, from scratch)
@@ -60,6 +60,16 @@ class MemoryConfig:
     final_loss_weight: float = 1.0
     norm: str = "none"  # none | group: group norm inside the memory convs
     norm_groups: int = 32
+
+
+@dataclass
+class GraphConfig:
+    hidden: int = 256  # width of the global module's region and class nodes
+    class_dim: int = 128  # size of the learned class embeddings
+    delta: float = 0.25  # region-graph kernel exp(-d / delta), d in image diagonals
+    min_part_count: int = 5  # (part, whole) class pairs seen less often are no part_of edge
+    word_vectors: str = ""  # GloVe-style text file for the similar edges ("" = none)
+    file: str = ""  # knowledge graph JSON; "" = <training split file>_graph.json
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -184,7 +195,7 @@ def validate(cfg: Config) -> Config:
             raise IvrError(f"config key '{key}' must be {'>= 0' if allow_zero else '> 0'}, "
                            f"got {value}")
 
-    d, m, mem, t, r = cfg.data, cfg.model, cfg.memory, cfg.train, cfg.runtime
+    d, m, mem, t, r, g = cfg.data, cfg.model, cfg.memory, cfg.train, cfg.runtime, cfg.graph
     choice("data.dataset", d.dataset, ("ade", "coco"))
     choice("model.type", m.type, MODEL_TYPES)
     choice("model.backbone", m.backbone, BACKBONES)
@@ -204,14 +215,17 @@ def validate(cfg: Config) -> Config:
                        ("memory.norm_groups", mem.norm_groups), ("train.iters", t.iters),
                        ("train.lr", t.lr), ("train.snapshot_every", t.snapshot_every),
                        ("train.keep_last", t.keep_last), ("train.log_every", t.log_every),
-                       ("train.images_per_step", t.images_per_step)]:
+                       ("train.images_per_step", t.images_per_step),
+                       ("graph.hidden", g.hidden), ("graph.class_dim", g.class_dim),
+                       ("graph.delta", g.delta)]:
         positive(key, value)
     for key, value in [("data.min_count", d.min_count), ("data.workers", d.workers),
                        ("train.weight_decay", t.weight_decay), ("train.momentum", t.momentum),
                        ("train.warmup_iters", t.warmup_iters),
                        ("runtime.threads", r.threads), ("memory.beta", mem.beta),
                        ("memory.iter_loss_weight", mem.iter_loss_weight),
-                       ("memory.final_loss_weight", mem.final_loss_weight)]:
+                       ("memory.final_loss_weight", mem.final_loss_weight),
+                       ("graph.min_part_count", g.min_part_count)]:
         positive(key, value, allow_zero=True)
     if not 0 <= m.fixed_blocks <= 3:
         raise IvrError(f"config key 'model.fixed_blocks' must be 0..3, got {m.fixed_blocks}")

@@ -162,35 +162,50 @@ def mask_path(image_path: Path, suffix: str) -> Path:
 
 def image_regions(root: Path, rel_path: str, class_index: dict[str, int],
                   known: set[str] | None = None) -> dict:
-    """One image's record: boxes, classes and seg areas, objects first, then parts by level."""
+    """One image's record: boxes, classes and seg areas, objects first, then parts by level,
+    and ``parents``: for each region of a part level L, the region of level L - 1 that
+    covers most of its pixels (-1 for objects, or when that instance is not a kept region)."""
     try:
         image_path = inside(root, rel_path, "split file")
     except IvrError as e:
         raise AnnotationError(root / rel_path, str(e).split(": ", 1)[1]) from None
     height, width = read_image_size(image_path)
     instances = parse_atr(mask_path(image_path, "_atr.txt"), class_index, known)
-    boxes, classes, areas = [], [], []
-    level = 0
+    boxes, classes, areas, parents = [], [], [], []
+    level, above, above_regions = 0, None, {}
     path = mask_path(image_path, "_seg.png")
     while True:
         ids = read_mask_instances(path)
         if ids.shape != (height, width):
             raise AnnotationError(path, f"mask is {ids.shape[1]}x{ids.shape[0]} but the image "
                                         f"is {width}x{height}")
-        _add_level(ids, level, instances, boxes, classes, areas)
+        regions = _add_level(ids, level, instances, boxes, classes, areas)
+        for value in regions:  # the instance of the level above covering most of the part
+            parents.append(-1 if above is None else
+                           above_regions.get(_covering(above, ids == value), -1))
+        above, above_regions = ids, regions
         level += 1
         path = mask_path(image_path, f"_parts_{level}.png")
         if not path.is_file():
             break
     return {"image": rel_path, "width": width, "height": height,
-            "boxes": boxes, "classes": classes, "seg_areas": areas}
+            "boxes": boxes, "classes": classes, "seg_areas": areas, "parents": parents}
+
+
+def _covering(ids: np.ndarray, pixels: np.ndarray) -> int:
+    """The non-zero instance value that covers most of ``pixels`` (0 when none)."""
+    values, counts = np.unique(ids[pixels], return_counts=True)
+    counts[values == 0] = 0
+    return int(values[counts.argmax()]) if counts.max(initial=0) > 0 else 0
 
 
 def _add_level(ids: np.ndarray, level: int, instances: dict[str, int],
-               boxes: list, classes: list, areas: list) -> None:
+               boxes: list, classes: list, areas: list) -> dict[int, int]:
+    """Append the level's kept regions; returns {instance value: region index}."""
     # Instance t of a level is the value at rank t of the sorted unique ids, 0 included when
     # present (the authors' reading of the format): with no 0 pixel the ranks shift by one.
     values = np.unique(ids)
+    regions = {}
     for rank, value in enumerate(values.tolist()):
         if value == 0:
             continue
@@ -198,9 +213,11 @@ def _add_level(ids: np.ndarray, level: int, instances: dict[str, int],
         if cls is None:
             continue
         ys, xs = np.nonzero(ids == value)
+        regions[value] = len(boxes)
         boxes.append([int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())])
         classes.append(cls)
         areas.append(int(xs.size))
+    return regions
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ivr_core.engine.logger import MetricsLog
 from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
 from ivr_core.engine.runtime import autocast, grad_scaler, setup
 from ivr_core.envinfo import collect as collect_env
+from ivr_core.graph.knowledge import load_graph
 from ivr_core.errors import IvrError
 from ivr_core.models import build_model, model_from_state
 from ivr_core.utils.io import write_json, write_text
@@ -139,8 +140,12 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
     state = _resume_state(run_dir, resume, cfg, split.classes, console)
 
     torch.manual_seed(t.seed)
-    model = (build_model(cfg, split.num_classes) if state is None
-             else model_from_state(cfg, state)).to(device)
+    if state is not None:
+        model = model_from_state(cfg, state)
+    else:
+        graph = load_graph(split, cfg.graph.file) if cfg.model.type in ("global", "full") else None
+        model = build_model(cfg, split.num_classes, graph=graph)
+    model = model.to(device)
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, t)

@@ -21,16 +21,30 @@ from ivr_core.models import model_from_state
 from ivr_core.models.backbone import FEATURE_STRIDE
 from ivr_core.utils.io import write_json
 from ivr_core.utils.progress import progress_bar
-from ivr_core.visualization import save_figures
+from ivr_core.visualization import plot_iterations, save_figures, softmax
+
+
+def kept_regions(count: int, index: int, drop: float, seed: int = 0) -> torch.Tensor | None:
+    """The regions of image ``index`` left in the reasoning input when a fraction ``drop``
+    of them is removed at random (the same ones in every run and process), or None."""
+    if drop <= 0:
+        return None
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    keep = torch.ones(count, dtype=torch.bool)
+    keep[torch.randperm(count, generator=g)[:round(drop * count)]] = False
+    return keep
 
 
 @torch.no_grad()
 def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.device,
                   workers: int = 0, show_progress: bool = True,
-                  world: distributed.World | None = None) -> dict[str, np.ndarray]:
+                  world: distributed.World | None = None,
+                  drop_regions: float = 0.0) -> dict[str, np.ndarray]:
     """Class probabilities of every region: ``final`` (N, C), ``iterations`` (I, N, C),
-    ``gt`` (N,) and ``image`` (N,) (index of the region's image in the split), and
-    ``skipped``: the messages of images that could not be read.
+    ``modules`` ({name: (I, N, C)} for models with several), ``gt`` (N,) and ``image`` (N,)
+    (index of the region's image in the split), and ``skipped``: the messages of images that
+    could not be read. ``drop_regions``: the fraction of each image's regions left out of
+    the reasoning (still scored).
 
     With several processes (``world``) each scores every size-th image and the results are
     gathered, in the dataset's order, so every image counts exactly once."""
@@ -38,24 +52,31 @@ def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.
     model.eval()
     mine = Subset(dataset, range(world.rank, len(dataset), world.size))
     loader = DataLoader(mine, batch_size=None, num_workers=workers)
-    final, iterations, gt, image, skipped = [], [], [], [], []
+    final, iterations, modules, gt, image, skipped = [], [], [], [], [], []
+    probs = lambda xs: torch.stack([torch.softmax(x.float(), 1) for x in xs]).cpu()  # noqa: E731
     for sample in progress_bar(loader, len(mine), "test", enabled=show_progress and world.main):
         if "error" in sample:
             skipped.append(sample["error"])
             continue
-        out = model(sample["image"].to(device)[None], sample["boxes"].to(device))
+        keep = kept_regions(len(sample["classes"]), sample["index"], drop_regions)
+        out = model(sample["image"].to(device)[None], sample["boxes"].to(device),
+                    None if keep is None else keep.to(device))
         final.append(torch.softmax(out["final"].float(), 1).cpu())
-        iterations.append(torch.stack([torch.softmax(x.float(), 1) for x in out["iterations"]]).cpu())
+        iterations.append(probs(out["iterations"]))
+        modules.append({k: probs(v) for k, v in out.get("modules", {}).items()})
         gt.append(sample["classes"])
         image.append(torch.full_like(sample["classes"], sample["index"]))
-    parts = world.gather((final, iterations, gt, image, skipped))
-    final, iterations, gt, image, skipped = ([x for p in parts for x in p[i]] for i in range(5))
+    parts = world.gather((final, iterations, modules, gt, image, skipped))
+    final, iterations, modules, gt, image, skipped = (
+        [x for p in parts for x in p[i]] for i in range(6))
     if not final:
         raise IvrError(f"{dataset.split.path} has no image with regions to evaluate")
     order = np.argsort(np.array([int(x[0]) for x in image]), kind="stable")  # dataset order
     pick = lambda xs: [xs[i] for i in order]  # noqa: E731
+    names = modules[0].keys() if len(modules[0]) > 1 else []
     return {"final": torch.cat(pick(final)).numpy(),
             "iterations": torch.cat(pick(iterations), 1).numpy(),
+            "modules": {k: torch.cat(pick([m[k] for m in modules]), 1).numpy() for k in names},
             "gt": torch.cat(pick(gt)).numpy(), "image": torch.cat(pick(image)).numpy(),
             "skipped": skipped}
 
@@ -66,12 +87,19 @@ def _named(metrics: dict, classes: list[str]) -> dict:
     return metrics
 
 
+def _headline(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "per_class"}
+
+
 def summarize(pred: dict[str, np.ndarray], split: PreparedSplit) -> dict:
     """Metrics of the final output, of each iteration and, when the split defines them, of
     the context-dependent classes."""
     classes = split.classes
     results = _named(evaluate(pred["final"], pred["gt"]), classes)
     results["iterations"] = [_named(evaluate(p, pred["gt"]), classes) for p in pred["iterations"]]
+    if pred.get("modules"):  # global and full models: every module at every iteration
+        results["modules"] = {name: [_headline(evaluate(p, pred["gt"])) for p in chain]
+                              for name, chain in pred["modules"].items()}
     context_ids = [classes.index(c) for c in split.context_classes if c in classes]
     if context_ids:
         context = _named(evaluate(pred["final"], pred["gt"], classes=context_ids), classes)
@@ -87,6 +115,8 @@ def _to_cpu(value):
         return value.detach().float().cpu()
     if isinstance(value, (list, tuple)):
         return [_to_cpu(x) for x in value]
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
     return value
 
 
@@ -111,21 +141,29 @@ def visualize_split(model: torch.nn.Module, dataset: RegionDataset, device: torc
         if stem in stems:  # two images with one name in different folders
             stem = f"{stem}_{sample['index']}"
         stems.add(stem)
-        written += save_figures(out_dir, stem, image, sample["boxes"] / sample["scale"],
-                                outputs, split.classes, sample["classes"],
-                                cell_size=FEATURE_STRIDE / sample["scale"])
+        boxes = sample["boxes"] / sample["scale"]
+        written += save_figures(out_dir, stem, image, boxes, outputs, split.classes,
+                                sample["classes"], cell_size=FEATURE_STRIDE / sample["scale"])
+        final = softmax(outputs["final"])
+        for name, chain in outputs.get("modules", {}).items():
+            if len(outputs["modules"]) > 1:  # one row of panels per module (full model)
+                written.append(plot_iterations(
+                    Path(out_dir) / f"{stem}_{name}_iterations.png", image, boxes,
+                    [softmax(x) for x in chain], final, split.classes, sample["classes"]))
     return written
 
 
 def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str | None = None,
              out: str | Path | None = None, show_progress: bool = True,
-             visualize: int = 0) -> dict:
+             visualize: int = 0, drop_regions: float = 0.0, write: bool = True) -> dict:
     """Evaluate ``checkpoint`` on ``split_name`` (default: ``data.test_split``); writes
     ``results.json`` to ``out`` (default: beside the checkpoint's run folder).
 
     ``visualize`` N > 0 also saves figures of the first N test images into
     ``visualizations/`` beside results.json (see :func:`visualize_split`) and lists them,
-    relative to that folder, under ``"visualizations"`` in results.json."""
+    relative to that folder, under ``"visualizations"`` in results.json.
+    ``drop_regions`` P leaves a random fraction P of each image's regions out of the
+    reasoning input (they are still scored), for robustness studies."""
     if visualize < 0:
         raise IvrError(f"visualize must be >= 0, not {visualize}")
     device = setup(cfg.runtime)
@@ -138,19 +176,22 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
     check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
     model = model_from_state(cfg, state).to(device)
     dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False)
-    pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world)
+    pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world,
+                         drop_regions)
     if not world.main:
         return {}
     results = summarize(pred, split)
     results.update({"checkpoint": str(checkpoint), "iteration": state["iteration"],
                     "model_type": state["model_type"], "split": split_name,
                     "num_images": len(dataset) - len(pred["skipped"]),
+                    "drop_regions": drop_regions,
                     "skipped_images": pred["skipped"]})
     out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
     if visualize:
         figures = visualize_split(model, dataset, device, out.parent / "visualizations",
                                   visualize)
         results["visualizations"] = [p.relative_to(out.parent).as_posix() for p in figures]
-    write_json(out, results, indent=1)
-    results["path"] = str(out)
+    if write:
+        write_json(out, results, indent=1)
+        results["path"] = str(out)
     return results

@@ -8,40 +8,61 @@ from ivr_core.config import Config
 from ivr_core.errors import IvrError
 from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
 from ivr_core.models.baseline import BaselineModel
+from ivr_core.models.graph_reasoning import GlobalReasoning
 from ivr_core.models.memory import SpatialMemoryModel
+from ivr_core.models.reasoning import FullModel, GlobalModel
 
-__all__ = ["FEATURE_STRIDE", "BaselineModel", "ResNetC4", "SpatialMemoryModel", "build_model",
-           "model_from_state"]
+__all__ = ["FEATURE_STRIDE", "BaselineModel", "FullModel", "GlobalModel", "ResNetC4",
+           "SpatialMemoryModel", "build_model", "model_from_state"]
 
 
-def build_model(cfg: Config, num_classes: int, pretrained: bool = True) -> nn.Module:
+def build_model(cfg: Config, num_classes: int, pretrained: bool = True, graph=None,
+                kg_edges: int | None = None) -> nn.Module:
     """The model of ``cfg.model.type``; ``pretrained=False`` skips loading backbone weights
-    (for a model about to receive a checkpoint)."""
-    m, mem = cfg.model, cfg.memory
+    (for a model about to receive a checkpoint). ``global`` and ``full`` models take the
+    knowledge graph (a :class:`~ivr_core.graph.knowledge.KnowledgeGraph`), or room for
+    ``kg_edges`` edges that a checkpoint will fill."""
+    m, mem, g = cfg.model, cfg.memory, cfg.graph
     backbone = ResNetC4(m.backbone, weights=m.weights if pretrained else None, norm=m.norm,
                         fixed_blocks=m.fixed_blocks, tail_stride=m.tail_stride)
     base = BaselineModel(backbone, num_classes, crop_size=m.crop_size)
     if m.type == "baseline":
         return base
-    return SpatialMemoryModel(
-        base, channels=mem.channels, init_size=mem.init_size, iterations=mem.iterations,
-        fc_dim=mem.fc_dim, context_layers=mem.context_layers, input_convs=mem.input_convs,
-        gate_kernel=mem.gate_kernel, beta=mem.beta, iter_loss_weight=mem.iter_loss_weight,
-        final_loss_weight=mem.final_loss_weight, norm=mem.norm, norm_groups=mem.norm_groups)
+    losses = dict(iterations=mem.iterations, beta=mem.beta,
+                  iter_loss_weight=mem.iter_loss_weight,
+                  final_loss_weight=mem.final_loss_weight)
+    memory = dict(channels=mem.channels, init_size=mem.init_size, fc_dim=mem.fc_dim,
+                  context_layers=mem.context_layers, input_convs=mem.input_convs,
+                  gate_kernel=mem.gate_kernel, norm=mem.norm, norm_groups=mem.norm_groups,
+                  **losses)
+    if m.type == "memory":
+        return SpatialMemoryModel(base, **memory)
+    if graph is None and kg_edges is None:
+        raise ValueError(f"a {m.type} model needs the knowledge graph")
+    reasoning = GlobalReasoning(backbone.out_channels, num_classes, hidden=g.hidden,
+                                class_dim=g.class_dim, kg_edges=kg_edges or 0)
+    if graph is not None:
+        reasoning.set_graph(*graph.tensors())
+    if m.type == "global":
+        return GlobalModel(base, reasoning, delta=g.delta, **losses)
+    return FullModel(base, reasoning, delta=g.delta, **memory)
 
 
 def model_from_state(cfg: Config, state: dict) -> nn.Module:
-    """The model of a checkpoint ``state`` (its classes, its weights), built from ``cfg``.
+    """The model of a checkpoint ``state`` (its classes, its weights, its knowledge graph),
+    built from ``cfg``.
 
     Weights that do not fit (model settings overridden since training) are an IvrError
     naming the settings that differ from the checkpoint's config."""
-    model = build_model(cfg, len(state["classes"]), pretrained=False)
+    kg = state["model"].get("global_.kg_weight")
+    model = build_model(cfg, len(state["classes"]), pretrained=False,
+                        kg_edges=None if kg is None else len(kg))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         saved, now = state.get("config", {}), cfg.to_dict()
         changed = [f"{s}.{k} ({saved[s][k]!r} in the checkpoint, {v!r} now)"
-                   for s in ("model", "memory") for k, v in now[s].items()
+                   for s in ("model", "memory", "graph") for k, v in now[s].items()
                    if k != "weights" and k in saved.get(s, {}) and saved[s][k] != v]
         why = ", ".join(changed) or " ".join(str(e).split())[:300]
         raise IvrError(f"the checkpoint's weights do not fit the model the config builds: "

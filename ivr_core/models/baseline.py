@@ -26,18 +26,22 @@ class BaselineModel(nn.Module):
         """image (1, 3, H, W), boxes (K, 4) x1 y1 x2 y2 in image pixels.
 
         Returns the feature map ``feature`` (1, C_f, Hm, Wm), the normalised crop boxes
-        ``crop_boxes`` (K, 4), ``pool5`` (K, C_f, s, s) and the baseline ``logits`` (K, C).
+        ``crop_boxes`` (K, 4), ``pool5`` (K, C_f, s, s), ``fc7`` (K, C_out) and the baseline
+        ``logits`` (K, C).
         """
         feature = self.backbone.forward_head(image)
         _, _, hm, wm = feature.shape
         cboxes = crop_boxes(boxes, FEATURE_STRIDE, hm, wm)
         box_ind = torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
         pool5 = crop_and_resize(feature, cboxes, box_ind, (self.crop_size, self.crop_size))
-        logits = self.cls(self.backbone.forward_tail(pool5))
-        return {"feature": feature, "crop_boxes": cboxes, "pool5": pool5, "logits": logits}
+        fc7 = self.backbone.forward_tail(pool5)
+        return {"feature": feature, "crop_boxes": cboxes, "pool5": pool5, "fc7": fc7,
+                "logits": self.cls(fc7)}
 
-    def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> dict:
-        """``final`` (K, C) logits and ``iterations``: the list of per-iteration logits."""
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor,
+                keep: torch.Tensor | None = None) -> dict:
+        """``final`` (K, C) logits and ``iterations``: the list of per-iteration logits
+        (``keep``, the regions allowed into reasoning, does not apply: there is none)."""
         logits = self.regions(image, boxes)["logits"]
         return {"final": logits, "iterations": [logits]}
 

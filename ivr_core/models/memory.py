@@ -75,6 +75,29 @@ class GatedUpdate(nn.Module):
         return u * (n - s)
 
 
+def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor]):
+    """Softmax over the candidates' confidences per region -> (final (K, C), attention
+    (K, N)); the logits are detached, so only the confidences learn from the final loss."""
+    attention = torch.softmax(torch.stack(confidences, dim=1), dim=1)
+    final = (attention[:, :, None] * torch.stack(logits, 1).detach()).sum(1)
+    return final, attention
+
+
+def reasoning_losses(chains: list[list[torch.Tensor]], final: torch.Tensor,
+                     classes: torch.Tensor, beta: float, iter_weight: float,
+                     final_weight: float) -> dict[str, torch.Tensor]:
+    """CE of the shared first prediction, the mean hard-example weighted CE of every later
+    prediction of every chain (weights from the chain's previous prediction), CE of final."""
+    out = {"base": F.cross_entropy(chains[0][0], classes)}
+    terms = [(hard_example_weights(chain[i - 1], classes, beta)
+              * F.cross_entropy(chain[i], classes, reduction="none")).sum()
+             for chain in chains for i in range(1, len(chain))]
+    if terms:
+        out["iter"] = iter_weight * torch.stack(terms).mean()
+    out["final"] = final_weight * F.cross_entropy(final, classes)
+    return out
+
+
 def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: float) -> torch.Tensor:
     """q = 1 - p(true class), set to beta where p >= 1 - beta, normalised to sum 1 (detached)."""
     p = torch.softmax(logits.detach().float(), dim=1).gather(1, classes[:, None])[:, 0]
@@ -114,52 +137,63 @@ class SpatialMemoryModel(nn.Module):
         hidden = self.fc(crops.flatten(1))  # (K, fc_dim)
         return hidden, self.confidence(hidden)[:, 0]
 
-    def _write(self, memory, pool5, logits, cboxes, box_ind, inv, count):
+    def _write(self, memory, pool5, logits, cboxes, box_ind, inv, count, keep):
         s = self.base.crop_size
         a = F.relu(self.input_pool5(pool5) + self.input_logits(logits)[:, :, None, None])
         for conv in self.input_convs:
             a = F.relu(conv(a))
         crops = crop_and_resize(memory, cboxes, box_ind, (s, s))  # (K, C_m, s, s)
         delta = self.update(a, crops)
+        if keep is not None:  # regions left out of reasoning write nothing
+            delta = delta * keep[:, None, None, None].to(delta.dtype)
         pasted = paste_and_sum(delta, inv, memory.shape[-2:])  # (C_m, Hm, Wm)
         return memory + (pasted / count.clamp_min(COUNT_EPS))[None]
 
-    def forward(self, image: torch.Tensor, boxes: torch.Tensor) -> dict:
+    def start(self, base: dict, boxes: torch.Tensor, keep: torch.Tensor | None) -> dict:
+        """What every iteration of one image shares: crop and inverse boxes, the count of
+        writing boxes per memory cell, the detached pool5, and the initial memory S_0."""
+        hm, wm = base["feature"].shape[-2:]
+        s = self.base.crop_size
+        weights = torch.ones(len(boxes), 1, s, s, dtype=base["pool5"].dtype, device=boxes.device)
+        if keep is not None:
+            weights = weights * keep[:, None, None, None].to(weights.dtype)
+        inv = inverse_boxes(boxes, FEATURE_STRIDE, hm, wm)
+        return {"cboxes": base["crop_boxes"], "inv": inv, "pool5": base["pool5"].detach(),
+                "box_ind": torch.zeros(len(boxes), dtype=torch.long, device=boxes.device),
+                "count": paste_and_sum(weights, inv, (hm, wm)),  # (1, Hm, Wm)
+                "memory": F.interpolate(self.memory_init, size=(hm, wm), mode="bilinear",
+                                        align_corners=False), "keep": keep}
+
+    def read(self, st: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits from the current memory (K, C), confidence (K,))."""
+        hidden, confidence = self._read(st["memory"], st["cboxes"], st["box_ind"])
+        return self.cls(hidden), confidence
+
+    def write(self, st: dict, logits: torch.Tensor) -> None:
+        """Every kept region writes its update, conditioned on ``logits`` (detached)."""
+        st["memory"] = self._write(st["memory"], st["pool5"], logits.detach(), st["cboxes"],
+                                   st["box_ind"], st["inv"], st["count"], st["keep"])
+
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor,
+                keep: torch.Tensor | None = None) -> dict:
         """image (1, 3, H, W), boxes (K, 4) -> ``final`` (K, C) attended logits,
         ``iterations`` [ITER x (K, C)], ``attention`` (K, ITER), ``memories`` [ITER x
-        (1, C_m, Hm, Wm)]."""
+        (1, C_m, Hm, Wm)]. ``keep`` (K,) bool: regions allowed to write into the memory
+        (all by default); every region is read and scored."""
         base = self.base.regions(image, boxes)
-        hm, wm = base["feature"].shape[-2:]
-        cboxes = base["crop_boxes"]
-        box_ind = torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
-        inv = inverse_boxes(boxes, FEATURE_STRIDE, hm, wm)
-        s = self.base.crop_size
-        ones = torch.ones(len(boxes), 1, s, s, dtype=base["pool5"].dtype, device=boxes.device)
-        count = paste_and_sum(ones, inv, (hm, wm))  # (1, Hm, Wm): how many boxes cover a cell
-        pool5 = base["pool5"].detach()
-        memory = F.interpolate(self.memory_init, size=(hm, wm), mode="bilinear",
-                               align_corners=False)
+        st = self.start(base, boxes, keep)
         logits, confidences, memories = [], [], []
         for i in range(self.iterations):
-            memories.append(memory)
-            hidden, confidence = self._read(memory, cboxes, box_ind)
-            logits.append(base["logits"] if i == 0 else self.cls(hidden))
+            memories.append(st["memory"])
+            mem_logits, confidence = self.read(st)
+            logits.append(base["logits"] if i == 0 else mem_logits)
             confidences.append(confidence)
             if i + 1 < self.iterations:
-                memory = self._write(memory, pool5, logits[-1].detach(), cboxes, box_ind,
-                                     inv, count)
-        attention = torch.softmax(torch.stack(confidences, dim=1), dim=1)  # (K, ITER)
-        final = (attention[:, :, None] * torch.stack(logits, 1).detach()).sum(1)
+                self.write(st, logits[-1])
+        final, attention = attend(logits, confidences)
         return {"final": final, "iterations": logits, "attention": attention,
-                "memories": memories}
+                "memories": memories, "modules": {"local": logits}}
 
     def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        its = outputs["iterations"]
-        out = {"base": F.cross_entropy(its[0], classes)}
-        if len(its) > 1:
-            terms = [(hard_example_weights(its[i - 1], classes, self.beta)
-                      * F.cross_entropy(its[i], classes, reduction="none")).sum()
-                     for i in range(1, len(its))]
-            out["iter"] = self.iter_loss_weight * torch.stack(terms).mean()
-        out["final"] = self.final_loss_weight * F.cross_entropy(outputs["final"], classes)
-        return out
+        return reasoning_losses(list(outputs["modules"].values()), outputs["final"], classes,
+                                self.beta, self.iter_loss_weight, self.final_loss_weight)

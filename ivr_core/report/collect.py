@@ -17,6 +17,7 @@ from typing import Any
 
 import toml
 
+from ivr_core.data.dataset import prepared_name
 from ivr_core.errors import IvrError
 
 FILES = ("config.toml", "env.json", "log.jsonl", "results.json")
@@ -26,7 +27,8 @@ VIEW_ORDER = ("labels", "iterations", "memory", "attention")
 # a trailing tag that names a view of an image rather than the image itself
 _VIEW_TAG = re.compile(r"[_\-.](labels?|iterations|iter(ation)?[_\-]?\d+|it\d+|step\d+|final|"
                        r"gt|truth|input|image|img|attention|attn|att\d*|pred(iction)?s?|memory|"
-                       r"memories|mem\d*|context|boxes|regions|overlay|scores?)$", re.IGNORECASE)
+                       r"memories|mem\d*|context|boxes|regions|overlay|scores?|local|global)$",
+                       re.IGNORECASE)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Run:
     results: dict[str, Any] | None = None
     images: list[Path] = field(default_factory=list)
     checkpoints: list[tuple[int, Path]] = field(default_factory=list)
+    graph: dict[str, Any] | None = None  # the knowledge graph of global and full models
     notes: list[str] = field(default_factory=list)  # what is missing or unreadable
 
 
@@ -156,7 +159,25 @@ def load_run(path: str | Path) -> Run:
     else:
         _note_missing(run, "results.json", f"not evaluated yet: ivr test --run-dir {path}")
     run.checkpoints = _checkpoints(run)
+    run.graph = _read_graph(run)
     return run
+
+
+def _read_graph(run: Run) -> dict | None:
+    """The knowledge graph a global or full model was trained with (its JSON file)."""
+    config = run.config or {}
+    if config.get("model", {}).get("type") not in ("global", "full"):
+        return None
+    data, graph = config.get("data", {}), config.get("graph", {})
+    split = prepared_name(data.get("train_split", "train"), data.get("min_count", 5),
+                          data.get("dataset", "ade"))
+    path = Path(graph.get("file") or Path(data.get("dir", ".")) / split.replace(".json",
+                                                                              "_graph.json"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        run.notes.append(f"knowledge graph {path} not readable ({type(e).__name__})")
+        return None
 
 
 def _labels(paths: list[Path]) -> list[str]:

@@ -279,7 +279,10 @@ def _eval_rows(res: dict) -> list[tuple[str, dict, str]]:
     """(label, metrics, key of the matching row in another run)."""
     rows = [("final", res, "final")]
     iterations = res.get("iterations") or []
-    if len(iterations) > 1:
+    if isinstance(res.get("modules"), dict):  # global and full models: each module's chain
+        rows += [(f"{name} iter {i}", r, f"iter {i}") for name, chain in res["modules"].items()
+                 for i, r in enumerate(chain)]
+    elif len(iterations) > 1:
         rows += [(f"iter {i}", r, f"iter {i}") for i, r in enumerate(iterations)]
     return rows
 
@@ -520,9 +523,32 @@ def environment_section(runs: list[Run]) -> str:
     return head + note(missing) + summary + table + "</section>"
 
 
+def knowledge_section(runs: list[Run]) -> str:
+    """The strongest edges of each edge type of the knowledge graph (global, full models)."""
+    head = '<section id="knowledge"><h2>Knowledge graph</h2>'
+    shown = [r for r in runs if r.graph]
+    if not shown:
+        return head + "<p>No run uses the global module.</p></section>"
+    parts = []
+    for run in shown:
+        rows = []
+        for kind, edges in run.graph.get("edges", {}).items():
+            for src, dst, w in sorted(edges, key=lambda e: -e[2])[:8]:
+                rows.append(f"<tr><td>{escape(kind)}</td><td>{escape(src)}</td>"
+                            f"<td>{escape(dst)}</td><td class=\"num\">{w:.3f}</td></tr>")
+        notes = "".join(f"<li>{escape(n)}</li>" for n in run.graph.get("notes", []))
+        parts.append(f"<h3>{escape(run.name)}</h3>" + (f"<ul>{notes}</ul>" if notes else "")
+                     + '<div class="scroll"><table><thead><tr><th>edge type</th><th>from</th>'
+                     '<th>to</th><th>weight</th></tr></thead><tbody>' + "".join(rows)
+                     + "</tbody></table></div>")
+    return head + "<p>The strongest edges of each type (at most 8), as mined by "\
+        "<code>ivr prepare-graph</code>.</p>" + "".join(parts) + "</section>"
+
+
 SECTIONS = (("runs", "Runs"), ("config", "Configuration"), ("training", "Training"),
             ("evaluation", "Evaluation"), ("classes", "Per-class AP"),
-            ("visualizations", "Visualizations"), ("environment", "Environment"))
+            ("knowledge", "Knowledge graph"), ("visualizations", "Visualizations"),
+            ("environment", "Environment"))
 
 
 def render(runs: list[Run], title: str | None = None) -> str:
@@ -532,7 +558,8 @@ def render(runs: list[Run], title: str | None = None) -> str:
     nav = "".join(f'<a href="#{sid}">{escape(label)}</a>' for sid, label in SECTIONS)
     body = "".join(section(runs) for section in (overview, config_section, training_section,
                                                  evaluation_section, per_class_section,
-                                                 gallery_section, environment_section))
+                                                 knowledge_section, gallery_section,
+                                                 environment_section))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<meta name="color-scheme" content="light">'

@@ -335,7 +335,7 @@ CONFIG_CASES = {  # (--set item, the same as a TOML file, message; {src}: where 
                     f"{known_keys(TrainConfig)}"),
     "unknown section": ("trian.lr=1", "[trian]\nlr = 1\n",
                         "unknown config section 'trian' in {src}; known sections: data, model, "
-                        "memory, train, runtime"),
+                        "memory, graph, train, runtime"),
     "wrong type": ("data.scale=big", '[data]\nscale = "big"\n',
                    "config key 'data.scale' must be int, got str 'big'"),
     "float for int": ("data.scale=600.5", "[data]\nscale = 600.5\n",
@@ -351,7 +351,7 @@ CONFIG_CASES = {  # (--set item, the same as a TOML file, message; {src}: where 
     "negative workers": ("data.workers=-1", "[data]\nworkers = -1\n",
                          "config key 'data.workers' must be >= 0, got -1"),
     "bad choice": ("model.type=transformer", '[model]\ntype = "transformer"\n',
-                   "config key 'model.type' must be one of baseline, memory; got 'transformer'"),
+                   "config key 'model.type' must be one of baseline, memory, global, full; got 'transformer'"),
 }
 
 

@@ -1,0 +1,220 @@
+"""The knowledge graph over classes (the paper's global module, see docs/global.md).
+
+Edge types, each with its reverse, each row-normalised (a class's outgoing weights of one
+type sum to 1):
+
+- ``part_of`` / ``has_part``: mined from the part annotations. A part region's parent is the
+  region of the level above that covers most of its pixels (``parents`` in prepared splits);
+  pairs (part class, whole class) seen at least ``min_part_count`` times in the split are
+  kept, weighted by how often they occur.
+- ``kind_of`` / ``has_kind``: WordNet hypernyms between class names, when the ``nltk``
+  WordNet corpus is installed locally (otherwise skipped, with a note in the file).
+- ``plural_of`` / ``singular_of``: names that are plural forms of others (``book`` /
+  ``books``, ``shelf`` / ``shelves``).
+- ``mirror``: ``left_x`` <-> ``right_x``.
+- ``similar``: each class's nearest names by word-vector cosine similarity, when a word
+  vector file is given (one word and its floats per line, GloVe text format).
+
+Stored as readable JSON beside the prepared split it was mined from (``<split>_graph.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ivr_core.data.dataset import PreparedSplit
+from ivr_core.errors import IvrError
+from ivr_core.utils.io import write_json
+
+EDGE_TYPES = ("part_of", "has_part", "kind_of", "has_kind", "plural_of", "singular_of",
+              "mirror", "similar")
+
+
+@dataclass
+class KnowledgeGraph:
+    classes: list[str]
+    edges: dict[str, dict[tuple[int, int], float]] = field(
+        default_factory=lambda: {t: {} for t in EDGE_TYPES})
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, src: int, dst: int, weight: float = 1.0) -> None:
+        if src != dst:
+            self.edges[kind][(src, dst)] = self.edges[kind].get((src, dst), 0.0) + weight
+
+    def normalised(self) -> "KnowledgeGraph":
+        """Each type's outgoing weights of every class scaled to sum to 1."""
+        out = KnowledgeGraph(self.classes, notes=list(self.notes))
+        for kind, edges in self.edges.items():
+            totals = Counter()
+            for (src, _), w in edges.items():
+                totals[src] += w
+            out.edges[kind] = {e: w / totals[e[0]] for e, w in edges.items()}
+        return out
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(index (2, M) src/dst, weight (M,), type (M,)) in EDGE_TYPES order."""
+        rows = [(s, d, w, t) for t, kind in enumerate(EDGE_TYPES)
+                for (s, d), w in sorted(self.edges[kind].items())]
+        if not rows:
+            return torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        s, d, w, t = zip(*rows)
+        return (torch.tensor([s, d], dtype=torch.long), torch.tensor(w, dtype=torch.float32),
+                torch.tensor(t, dtype=torch.long))
+
+    def strongest(self, n: int = 10) -> list[tuple[str, str, str, float]]:
+        """The ``n`` heaviest edges per type, as (type, source, target, weight)."""
+        out = []
+        for kind, edges in self.edges.items():
+            for (s, d), w in sorted(edges.items(), key=lambda e: -e[1])[:n]:
+                out.append((kind, self.classes[s], self.classes[d], w))
+        return out
+
+    def to_json(self) -> dict:
+        return {"classes": self.classes, "notes": self.notes,
+                "edges": {kind: [[self.classes[s], self.classes[d], round(w, 6)]
+                                 for (s, d), w in sorted(edges.items())]
+                          for kind, edges in self.edges.items()}}
+
+    @classmethod
+    def from_json(cls, doc: dict, source: str) -> "KnowledgeGraph":
+        try:
+            graph = cls(doc["classes"], notes=doc.get("notes", []))
+            index = {name: i for i, name in enumerate(graph.classes)}
+            for kind, edges in doc["edges"].items():
+                if kind not in graph.edges:
+                    raise KeyError(f"unknown edge type {kind!r}")
+                for src, dst, w in edges:
+                    graph.edges[kind][(index[src], index[dst])] = float(w)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IvrError(f"{source} is not a knowledge graph written by ivr ({e}); rebuild "
+                           "it with `ivr prepare-graph`") from None
+        return graph
+
+
+def graph_path(split: PreparedSplit) -> Path:
+    return split.path.with_name(split.path.stem + "_graph.json")
+
+
+def _plural(name: str) -> list[str]:
+    forms = [name + "s", name + "es"]
+    if name.endswith("y"):
+        forms.append(name[:-1] + "ies")
+    if name.endswith("f"):
+        forms.append(name[:-1] + "ves")
+    if name.endswith("fe"):
+        forms.append(name[:-2] + "ves")
+    return forms
+
+
+def _wordnet_kinds(graph: KnowledgeGraph) -> None:
+    try:
+        from nltk.corpus import wordnet as wn
+        wn.synsets("dog")
+    except (ImportError, LookupError, OSError):
+        graph.notes.append("no kind_of edges: the nltk WordNet corpus is not installed "
+                           "(pip install nltk; python -m nltk.downloader wordnet)")
+        return
+    first = {}
+    for i, name in enumerate(graph.classes[1:], 1):
+        synsets = wn.synsets(name, pos=wn.NOUN)
+        if synsets:
+            first[i] = synsets[0]
+    owner = {s: i for i, s in first.items()}
+    for i, synset in first.items():
+        for hyper in synset.closure(lambda s: s.hypernyms()):
+            if hyper in owner and owner[hyper] != i:
+                graph.add("kind_of", i, owner[hyper])
+
+
+def _similar(graph: KnowledgeGraph, vectors: Path, k: int) -> None:
+    words: dict[str, np.ndarray] = {}
+    wanted = {t for name in graph.classes[1:] for t in name.lower().split("_")}
+    try:
+        with open(vectors, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                word, _, rest = line.rstrip().partition(" ")
+                if word in wanted:
+                    words[word] = np.array(rest.split(), dtype=np.float32)
+    except (OSError, ValueError) as e:
+        raise IvrError(f"cannot read word vectors {vectors}: {e}") from None
+    ids, rows = [], []
+    for i, name in enumerate(graph.classes[1:], 1):
+        parts = [words[t] for t in name.lower().split("_") if t in words]
+        if parts:
+            ids.append(i)
+            rows.append(np.mean(parts, 0))
+    if len(rows) < 2:
+        graph.notes.append(f"no similar edges: {vectors} covers fewer than 2 class names")
+        return
+    m = np.stack(rows)
+    m /= np.linalg.norm(m, axis=1, keepdims=True) + 1e-8
+    sims = m @ m.T
+    np.fill_diagonal(sims, -np.inf)
+    for a, i in enumerate(ids):
+        for b in np.argsort(-sims[a])[:k]:
+            if sims[a, b] > 0:
+                graph.add("similar", i, ids[b], float(sims[a, b]))
+
+
+def build_graph(split: PreparedSplit, min_part_count: int = 5,
+                word_vectors: str | os.PathLike | None = None, similar_k: int = 5) -> KnowledgeGraph:
+    """Mine the knowledge graph of a prepared split (normally the training split)."""
+    graph = KnowledgeGraph(list(split.classes))
+    pairs: Counter = Counter()
+    for rec in split.images:
+        for region, parent in enumerate(rec.get("parents", [])):
+            if parent >= 0:
+                pairs[rec["classes"][region], rec["classes"][parent]] += 1
+    for (part, whole), n in pairs.items():
+        if n >= min_part_count:
+            graph.add("part_of", part, whole, n)
+            graph.add("has_part", whole, part, n)
+    if not any("parents" in rec for rec in split.images):
+        graph.notes.append(f"no part_of edges: {split.path} has no part annotations")
+    index = {name: i for i, name in enumerate(graph.classes)}
+    for i, name in enumerate(graph.classes[1:], 1):
+        for form in _plural(name):
+            if form in index:
+                graph.add("plural_of", index[form], i)
+                graph.add("singular_of", i, index[form])
+        if name.startswith("left_") and "right_" + name[5:] in index:
+            graph.add("mirror", i, index["right_" + name[5:]])
+            graph.add("mirror", index["right_" + name[5:]], i)
+    _wordnet_kinds(graph)
+    for (s, d), w in list(graph.edges["kind_of"].items()):
+        graph.add("has_kind", d, s, w)
+    if word_vectors:
+        _similar(graph, Path(word_vectors), similar_k)
+    else:
+        graph.notes.append("no similar edges: no word vectors given (--word-vectors FILE)")
+    return graph.normalised()
+
+
+def write_graph(split: PreparedSplit, graph: KnowledgeGraph) -> Path:
+    path = graph_path(split)
+    write_json(path, graph.to_json(), indent=1)
+    return path
+
+
+def load_graph(split: PreparedSplit, path: str | os.PathLike = "") -> KnowledgeGraph:
+    """The graph mined from ``split`` (or the file ``path``), checked against its classes."""
+    path = Path(path) if path else graph_path(split)
+    if not path.is_file():
+        raise IvrError(f"knowledge graph not found: {path}; build it with `ivr prepare-graph "
+                       f"--data {split.path.parent} --split {split.path.stem}`")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IvrError(f"cannot read knowledge graph {path}: {e}") from None
+    graph = KnowledgeGraph.from_json(doc, str(path))
+    if graph.classes != split.classes:
+        raise IvrError(f"{path} was mined for other classes than {split.path}; rebuild it with "
+                       "`ivr prepare-graph`")
+    return graph

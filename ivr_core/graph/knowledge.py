@@ -31,7 +31,7 @@ import torch
 
 from ivr_core.data.dataset import PreparedSplit
 from ivr_core.errors import IvrError
-from ivr_core.utils.io import write_json
+from ivr_core.utils.io import write_text
 
 EDGE_TYPES = ("part_of", "has_part", "kind_of", "has_kind", "plural_of", "singular_of",
               "mirror", "similar")
@@ -198,8 +198,14 @@ def build_graph(split: PreparedSplit, min_part_count: int = 5,
 
 
 def write_graph(split: PreparedSplit, graph: KnowledgeGraph) -> Path:
+    """Write the graph beside ``split``, atomically, one edge per line."""
+    doc = graph.to_json()
+    kinds = [f'  "{kind}": [' + ",".join("\n    " + json.dumps(e) for e in edges)
+             + ("\n  ]" if edges else "]") for kind, edges in doc["edges"].items()]
     path = graph_path(split)
-    write_json(path, graph.to_json(), indent=1)
+    write_text(path, "{\n" + f' "classes": {json.dumps(doc["classes"])},\n'
+               f' "notes": {json.dumps(doc["notes"])},\n "edges": {{\n'
+               + ",\n".join(kinds) + "\n }\n}\n")
     return path
 
 

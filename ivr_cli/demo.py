@@ -9,6 +9,7 @@ overall and on the context-dependent classes, and writes an HTML report of both 
 Examples::
 
     ivr demo                         # writes ivr-demo/{data,baseline,memory}
+    ivr demo --models baseline,memory,full   # adds the global module (local + global)
     ivr demo --out /tmp/demo --seed 1
 """
 
@@ -55,7 +56,7 @@ def demo(
     device: Device = None,
     quiet: Quiet = False,
 ) -> None:
-    """Train and compare the baseline and the memory model on synthetic data (CPU, minutes).
+    """Train and compare the baseline and the reasoning models on synthetic data (CPU).
 
     Example: ivr demo --out ivr-demo
     """

@@ -109,6 +109,22 @@ def test_synthetic_prepare_then_train_and_test(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+def test_demo_with_the_global_module_and_bad_model_names(tmp_path):
+    small = ["data.scale=96", "data.max_size=96", "data.workers=0", "memory.channels=8",
+             "memory.norm_groups=4", "memory.fc_dim=16", "graph.hidden=8", "graph.class_dim=4",
+             "runtime.device=cpu"]
+    sets = [x for item in small for x in ("--set", item)]
+    result = run("demo", "--out", tmp_path, "--images", 8, "--iters", 1, "--models",
+                 "memory,full", "-q", *sets)
+    assert result.exit_code == 0, result.output
+    assert "full - memory, per-class AP" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "full" / "results.json").read_text())["modules"]["global"]
+    assert "Knowledge graph" in (tmp_path / "report.html").read_text()
+    bad = run("demo", "--out", tmp_path, "--models", "baseline,transformer")
+    assert bad.exit_code == 1 and "--models takes distinct names among" in bad.output
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_demo_end_to_end_tiny(tmp_path):
     small = ["data.scale=96", "data.max_size=96", "data.workers=0", "memory.channels=8",
              "memory.norm_groups=4", "memory.fc_dim=16", "train.warmup_iters=1",

@@ -107,7 +107,7 @@ def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
             image = image.contiguous(memory_format=torch.channels_last)
         with autocast(cfg.runtime, torch.device(device)):
             loss = sum(model.losses(model(image, boxes), classes).values())
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=False)  # as ivr train does
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

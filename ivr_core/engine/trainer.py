@@ -244,7 +244,9 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
                 last_good = good[-1] if good else last_good
                 lr = lr_at(it, t)
                 set_lr(optimizer, lr)
-                optimizer.zero_grad(set_to_none=True)
+                # gradients stay allocated between steps (zeroed, not freed): no 650 MB of
+                # fresh pages per memory-model step, and a flatter peak
+                optimizer.zero_grad(set_to_none=False)
                 if not good and (world.size == 1 or last_good is None):
                     it += 1  # nothing readable in this step: skip it
                     tick = time.perf_counter()

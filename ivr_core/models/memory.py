@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ivr_core.models.accumulating_linear import AccumulatingLinear
 from ivr_core.models.baseline import BaselineModel
 from ivr_core.ops import crop_and_resize, inverse_boxes, paste_and_sum
 from ivr_core.models.backbone import FEATURE_STRIDE
@@ -118,8 +119,8 @@ class SpatialMemoryModel(nn.Module):
         s, c, num_classes = base.crop_size, channels, base.num_classes
         self.memory_init = nn.Parameter(torch.zeros(1, c, init_size, init_size))
         self.context = Context(c, context_layers, norm, norm_groups)
-        self.fc = nn.Sequential(_init(nn.Linear(c * s * s, fc_dim)), nn.ReLU(),
-                                _init(nn.Linear(fc_dim, fc_dim)), nn.ReLU())
+        self.fc = nn.Sequential(_init(AccumulatingLinear(c * s * s, fc_dim)), nn.ReLU(),
+                                _init(AccumulatingLinear(fc_dim, fc_dim)), nn.ReLU())
         self.cls = nn.Linear(fc_dim, num_classes)
         nn.init.normal_(self.cls.weight, std=0.01)
         nn.init.zeros_(self.cls.bias)

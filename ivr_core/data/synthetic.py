@@ -6,7 +6,12 @@ are identical, and only the container says whether one is a ``house window``, a
 (a red roof on top, big wheels or brown legs at the bottom), far from most squares. Decoy
 cues make the neighbourhood unreliable: unlabelled roofs, wheels and legs lie around, and
 half of the containers have a wrong cue just outside their box (a roof above a bus), so only
-the container's box says which cue is its own. Unambiguous shapes, a ``left arrow`` /
+the container's box says which cue is its own. Half of the images hold one container and
+identical white plates: one inside the container (a part) and a few lying loose at the other
+side of the image (whole objects), far from it and among decoy cues. A plate is a
+``house plate``, ``bus plate`` or ``shelf plate`` after the kind of container it belongs
+to: neither its look nor its neighbourhood says which, only the part-of relation between
+the classes and the container elsewhere in the image. Unambiguous shapes, a ``left arrow`` /
 ``right arrow`` pair, labelled ``wheel`` parts and two classes rarer than the default count
 threshold complete it. Everything is drawn from ``numpy.random.default_rng((seed, index))``,
 so a seed gives the same dataset whatever the number of processes.
@@ -27,6 +32,7 @@ from ivr_core.utils.progress import progress_bar
 
 CONTAINERS = ("house", "bus", "shelf")
 CONTEXT = {"house": "house window", "bus": "bus window", "shelf": "shelf box"}
+PLATES = {"house": "house plate", "bus": "bus plate", "shelf": "shelf plate"}
 SHAPES = ("disc", "triangle", "cross", "diamond", "traffic sign", "left arrow", "right arrow")
 RARE = ("star", "hexagon")  # fewer instances than the default min_count of 5
 # one base colour (BGR) per shape; the arrows share one so only their direction differs
@@ -34,11 +40,12 @@ SHAPE_BGR = {"disc": (200, 60, 60), "triangle": (40, 160, 40), "cross": (120, 20
              "diamond": (170, 40, 120), "traffic sign": (30, 30, 210),
              "left arrow": (20, 140, 250), "right arrow": (20, 140, 250),
              "star": (0, 215, 255), "hexagon": (140, 140, 20)}
-NAMES = ("-", *CONTAINERS, *CONTEXT.values(), "wheel", *SHAPES, *RARE)
+NAMES = ("-", *CONTAINERS, *CONTEXT.values(), *PLATES.values(), "wheel", *SHAPES, *RARE)
 CODE = {name: i for i, name in enumerate(NAMES)}
-CONTEXT_CLASSES = tuple(n.replace(" ", "_") for n in CONTEXT.values())
+CONTEXT_CLASSES = tuple(n.replace(" ", "_") for n in (*CONTEXT.values(), *PLATES.values()))
 SPLIT_FRACTIONS = {"train": 2 / 3, "mval": 1 / 6, "mtest": 1 / 6}
-WINDOW_BGR = (235, 220, 175)  # identical light blue for every context class
+WINDOW_BGR = (235, 220, 175)  # identical light blue for every window class
+PLATE_W, PLATE_H = 18, 12  # identical white plates with a dark bar for every plate class
 
 
 @dataclass
@@ -107,10 +114,12 @@ def _free(scene: Scene, box, margin: int = 4) -> bool:
                or y2 + margin <= b[1] for b in scene.taken)
 
 
-def _place(scene: Scene, rng, bw: int, bh: int, tries: int = 60):
+def _place(scene: Scene, rng, bw: int, bh: int, tries: int = 60, xs: tuple[int, int] | None = None):
     h, w = scene.image.shape[:2]
+    lo, hi = xs or (2, w - 2)
     for _ in range(tries):
-        x, y = int(rng.integers(2, max(w - bw - 2, 3))), int(rng.integers(2, max(h - bh - 2, 3)))
+        x = int(rng.integers(lo, max(hi - bw, lo + 1)))
+        y = int(rng.integers(2, max(h - bh - 2, 3)))
         if _free(scene, (x, y, x + bw, y + bh)):
             scene.taken.append((x, y, x + bw, y + bh))
             return x, y
@@ -135,7 +144,16 @@ def _background(rng, h: int, w: int) -> np.ndarray:
     return img.astype(np.uint8)
 
 
-def _container(scene: Scene, rng, kind: str, x: int, y: int, cw: int, ch: int) -> None:
+def _plate(scene: Scene, kind: str, x: int, y: int, level: int) -> None:
+    shape = scene.image.shape[:2]
+    plate = _rect(shape, x, y, x + PLATE_W, y + PLATE_H)
+    scene.image[plate] = 245
+    scene.image[y + PLATE_H // 2 - 1:y + PLATE_H // 2 + 1, x + 3:x + PLATE_W - 3] = 40
+    scene.instances.append(Instance(PLATES[kind], plate, level=level))
+
+
+def _container(scene: Scene, rng, kind: str, x: int, y: int, cw: int, ch: int,
+               plate: bool = False) -> None:
     shape = scene.image.shape[:2]
     band = int(ch * rng.uniform(0.2, 0.25))
     make_cue, cue_color = CUES[kind]
@@ -155,8 +173,13 @@ def _container(scene: Scene, rng, kind: str, x: int, y: int, cw: int, ch: int) -
     scene.instances.append(Instance(kind, object_mask))
     if kind == "bus":
         scene.instances += [Instance("wheel", piece, level=1) for piece in cue]
-    # identical squares anywhere in the body, not overlapping each other
+    # identical squares anywhere in the body, not overlapping each other or the plate
     placed: list[tuple[int, int, int]] = []
+    if plate:
+        px = int(rng.integers(body[0] + 3, max(body[2] - PLATE_W - 3, body[0] + 4)))
+        py = int(rng.integers(body[1] + 3, max(body[3] - PLATE_W - 3, body[1] + 4)))
+        _plate(scene, kind, px, py, level=1)
+        placed.append((px, py, PLATE_W))
     for _ in range(int(rng.integers(1, 5))):
         s = int(rng.integers(14, 21))
         for _ in range(30):
@@ -208,15 +231,19 @@ def render(seed: int, index: int, size: tuple[int, int] = (320, 320)) -> Scene:
     rng = np.random.default_rng((seed, index))
     h, w = size
     scene = Scene(_background(rng, h, w))
-    n = int(rng.integers(2, 4))
+    plates = rng.random() < 0.5  # one container at one side, its loose plates at the other
+    left = rng.random() < 0.5
+    n = 1 if plates else int(rng.integers(2, 4))
     slot = w // n
     for i in range(n):
         kind = CONTAINERS[int(rng.integers(3))]
         cw = int(min(w * rng.uniform(0.2, 0.3), slot - 10))
         ch = int(h * rng.uniform(0.45, 0.62))
         x = i * slot + int(rng.integers(4, max(slot - cw - 4, 5)))
+        if plates:
+            x = int(rng.integers(4, 16)) if left else w - cw - int(rng.integers(4, 16))
         y = int(rng.integers(16, max(h - ch - 16, 17)))
-        _container(scene, rng, kind, x, y, cw, ch)
+        _container(scene, rng, kind, x, y, cw, ch, plate=plates)
         scene.taken.append((x - 2, y - 2, x + cw + 2, y + ch + 2))
         if rng.random() < 0.5:  # a wrong cue 3-7 px outside the box, at the other end
             gap, band = int(rng.integers(3, 8)), int(ch * 0.2)
@@ -226,6 +253,12 @@ def render(seed: int, index: int, size: tuple[int, int] = (320, 320)) -> Scene:
             elif kind != "house" and y - gap - band > 2:
                 _decoy(scene, rng, "house", x, y - gap - band, cw, band)
                 scene.taken.append((x - 4, y - gap - band, x + cw + 4, y))
+    if plates:  # the loose plates: in the third of the image away from the container
+        far = (int(w * 0.64), w - 2) if left else (2, int(w * 0.36))
+        for _ in range(int(rng.integers(2, 5))):
+            spot = _place(scene, rng, PLATE_W + 6, PLATE_H + 6, xs=far)
+            if spot:
+                _plate(scene, kind, spot[0] + 3, spot[1] + 3, level=0)
     for _ in range(int(rng.integers(2, 5))):  # decoy cues scattered around
         kind = CONTAINERS[int(rng.integers(3))]
         bw, band = int(rng.integers(40, 80)), int(rng.integers(20, 36))

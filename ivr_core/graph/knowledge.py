@@ -1,7 +1,8 @@
 """The knowledge graph over classes (the paper's global module, see docs/global.md).
 
-Edge types, each with its reverse, each row-normalised (a class's outgoing weights of one
-type sum to 1):
+Edge types, each with its reverse, each normalised per receiving class (the weights of the
+edges of one type that arrive at a class sum to 1, so a class node averages what its
+neighbours of that type send):
 
 - ``part_of`` / ``has_part``: mined from the part annotations. A part region's parent is the
   region of the level above that covers most of its pixels (``parents`` in prepared splits);
@@ -49,13 +50,13 @@ class KnowledgeGraph:
             self.edges[kind][(src, dst)] = self.edges[kind].get((src, dst), 0.0) + weight
 
     def normalised(self) -> "KnowledgeGraph":
-        """Each type's outgoing weights of every class scaled to sum to 1."""
+        """Each type's weights arriving at every class scaled to sum to 1."""
         out = KnowledgeGraph(self.classes, notes=list(self.notes))
         for kind, edges in self.edges.items():
             totals = Counter()
-            for (src, _), w in edges.items():
-                totals[src] += w
-            out.edges[kind] = {e: w / totals[e[0]] for e, w in edges.items()}
+            for (_, dst), w in edges.items():
+                totals[dst] += w
+            out.edges[kind] = {e: w / totals[e[1]] for e, w in edges.items()}
         return out
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

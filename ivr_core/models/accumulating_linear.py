@@ -19,8 +19,6 @@ from torch import nn
 class _AccumulateWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
-        ctx.device_type = x.device.type
-        ctx.autocast = torch.is_autocast_enabled(ctx.device_type)
         out = F.linear(x, weight, bias)  # under autocast: in its dtype, weight cast cached
         ctx.save_for_backward(x.to(out.dtype), weight)
         return out

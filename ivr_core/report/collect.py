@@ -61,6 +61,15 @@ def _read_json(run: Run, name: str) -> Any:
         return None
 
 
+def _read_object(run: Run, name: str, expected: str) -> dict | None:
+    """A JSON file that must hold an object: its dict, or None with a note."""
+    doc = _read_json(run, name)
+    if doc is not None and not isinstance(doc, dict):
+        run.notes.append(f"{name} is not {expected}; ignored")
+        return None
+    return doc
+
+
 def _read_config(run: Run) -> dict | None:
     path = run.path / "config.toml"
     try:
@@ -138,11 +147,7 @@ def load_run(path: str | Path) -> Run:
     else:
         _note_missing(run, "config.toml", "written when `ivr train` starts")
     if "env.json" in present:
-        env = _read_json(run, "env.json")
-        if env is not None and not isinstance(env, dict):
-            run.notes.append("env.json is not a {name: value} object; ignored")
-            env = None
-        run.env = env
+        run.env = _read_object(run, "env.json", "a {name: value} object")
     else:
         _note_missing(run, "env.json", "written when `ivr train` starts")
     if "log.jsonl" in present:
@@ -151,11 +156,7 @@ def load_run(path: str | Path) -> Run:
         _note_missing(run, "log.jsonl", "training has not logged yet, or the run was not "
                                         "trained here")
     if "results.json" in present:
-        results = _read_json(run, "results.json")
-        if results is not None and not isinstance(results, dict):
-            run.notes.append("results.json is not an object; ignored")
-            results = None
-        run.results = results
+        run.results = _read_object(run, "results.json", "an object")
     else:
         _note_missing(run, "results.json", f"not evaluated yet: ivr test --run-dir {path}")
     run.checkpoints = _checkpoints(run)

@@ -58,15 +58,18 @@ class MemoryConfig:
     beta: float = 0.5  # hard-example weighting threshold
     iter_loss_weight: float = 1.0
     final_loss_weight: float = 1.0
+    attention_loss_weight: float = 1.0  # attention also trained on which candidate is right; 0 = the authors' (final loss only)
     norm: str = "none"  # none | group: group norm inside the memory convs
     norm_groups: int = 32
+    write_init: str = "authors"  # memory write layers: authors (N(0, 0.01)) | he (variance scaling)
 
 
 @dataclass
 class GraphConfig:
     hidden: int = 256  # width of the global module's region and class nodes
     class_dim: int = 128  # size of the learned class embeddings
-    delta: float = 0.25  # region-graph kernel exp(-d / delta), d in image diagonals
+    delta: float = 50.0  # region-graph kernel exp(-d / delta), d in pixels of the network input
+    knowledge: str = "mined"  # knowledge graph: mined | empty | shuffled (controls: no edges, edges between random classes)
     min_part_count: int = 5  # (part, whole) class pairs seen less often are no part_of edge
     word_vectors: str = ""  # GloVe-style text file for the similar edges ("" = none)
     file: str = ""  # knowledge graph JSON; "" = <training split file>_graph.json
@@ -201,6 +204,8 @@ def validate(cfg: Config) -> Config:
     choice("model.backbone", m.backbone, BACKBONES)
     choice("model.norm", m.norm, ("frozen_bn", "bn"))
     choice("memory.norm", mem.norm, ("none", "group"))
+    choice("memory.write_init", mem.write_init, ("authors", "he"))
+    choice("graph.knowledge", g.knowledge, ("mined", "empty", "shuffled"))
     choice("train.optimizer", t.optimizer, ("sgd", "adamw"))
     choice("train.schedule", t.schedule, ("step", "cosine"))
     choice("runtime.ops", r.ops, ("auto", "compiled", "reference"))
@@ -225,6 +230,7 @@ def validate(cfg: Config) -> Config:
                        ("runtime.threads", r.threads), ("memory.beta", mem.beta),
                        ("memory.iter_loss_weight", mem.iter_loss_weight),
                        ("memory.final_loss_weight", mem.final_loss_weight),
+                       ("memory.attention_loss_weight", mem.attention_loss_weight),
                        ("graph.min_part_count", g.min_part_count)]:
         positive(key, value, allow_zero=True)
     if not 0 <= m.fixed_blocks <= 3:
@@ -237,6 +243,9 @@ def validate(cfg: Config) -> Config:
     if mem.norm == "group" and mem.channels % mem.norm_groups:
         raise IvrError(f"config key 'memory.norm_groups' ({mem.norm_groups}) must divide "
                        f"memory.channels ({mem.channels})")
+    if m.type in ("global", "full") and mem.iterations < 2:
+        raise IvrError(f"a {m.type} model reasons from iteration 1 on: config key "
+                       f"'memory.iterations' must be >= 2, got {mem.iterations}")
     if not 0 <= mem.beta <= 1:
         raise IvrError(f"config key 'memory.beta' must be in [0, 1], got {mem.beta}")
     if sorted(t.lr_steps) != t.lr_steps:

@@ -13,10 +13,14 @@ neighbours of that type send):
 - ``plural_of`` / ``singular_of``: names that are plural forms of others (``book`` /
   ``books``, ``shelf`` / ``shelves``).
 - ``mirror``: ``left_x`` <-> ``right_x``.
-- ``similar``: each class's nearest names by word-vector cosine similarity, when a word
-  vector file is given (one word and its floats per line, GloVe text format).
+- ``similar``: each class receives from its k nearest names by word-vector cosine
+  similarity, when a word vector file is given (one word and its floats per line, GloVe
+  text format). The same vectors (a name's words averaged) become the class nodes'
+  initial features.
 
 Stored as readable JSON beside the prepared split it was mined from (``<split>_graph.json``).
+``graph.knowledge`` = ``empty`` or ``shuffled`` gives the controls of the global module: no
+edges at all, or the same edges between randomly relabelled classes.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class KnowledgeGraph:
     edges: dict[str, dict[tuple[int, int], float]] = field(
         default_factory=lambda: {t: {} for t in EDGE_TYPES})
     notes: list[str] = field(default_factory=list)
+    vectors: dict[int, list[float]] = field(default_factory=dict)  # class -> word vector
 
     def add(self, kind: str, src: int, dst: int, weight: float = 1.0) -> None:
         if src != dst:
@@ -51,13 +56,40 @@ class KnowledgeGraph:
 
     def normalised(self) -> "KnowledgeGraph":
         """Each type's weights arriving at every class scaled to sum to 1."""
-        out = KnowledgeGraph(self.classes, notes=list(self.notes))
+        out = KnowledgeGraph(self.classes, notes=list(self.notes), vectors=self.vectors)
         for kind, edges in self.edges.items():
             totals = Counter()
             for (_, dst), w in edges.items():
                 totals[dst] += w
             out.edges[kind] = {e: w / totals[e[1]] for e, w in edges.items()}
         return out
+
+    def ablated(self, kind: str, seed: int = 0) -> "KnowledgeGraph":
+        """``mined``: this graph; ``empty``: no edges; ``shuffled``: every edge kept with
+        its type and weight, between classes relabelled by a random permutation (seeded;
+        the background stays where it is)."""
+        if kind == "mined":
+            return self
+        out = KnowledgeGraph(self.classes, notes=list(self.notes), vectors=self.vectors)
+        if kind == "shuffled":
+            g = torch.Generator().manual_seed(seed)
+            perm = torch.cat([torch.zeros(1, dtype=torch.long),
+                              1 + torch.randperm(len(self.classes) - 1, generator=g)])
+            out.edges = {t: {(int(perm[s]), int(perm[d])): w for (s, d), w in e.items()}
+                         for t, e in self.edges.items()}
+        elif kind != "empty":
+            raise ValueError(f"unknown knowledge graph ablation {kind!r}")
+        return out
+
+    def vector_matrix(self) -> torch.Tensor | None:
+        """(C, D) word vectors of the classes (zero rows where a name has none), or None."""
+        if not self.vectors:
+            return None
+        dim = len(next(iter(self.vectors.values())))
+        m = torch.zeros(len(self.classes), dim)
+        for i, v in self.vectors.items():
+            m[i] = torch.tensor(v)
+        return m
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(index (2, M) src/dst, weight (M,), type (M,)) in EDGE_TYPES order."""
@@ -81,7 +113,9 @@ class KnowledgeGraph:
         return {"classes": self.classes, "notes": self.notes,
                 "edges": {kind: [[self.classes[s], self.classes[d], round(w, 6)]
                                  for (s, d), w in sorted(edges.items())]
-                          for kind, edges in self.edges.items()}}
+                          for kind, edges in self.edges.items()},
+                "vectors": {self.classes[i]: [round(x, 6) for x in v]
+                            for i, v in sorted(self.vectors.items())}}
 
     @classmethod
     def from_json(cls, doc: dict, source: str) -> "KnowledgeGraph":
@@ -93,6 +127,10 @@ class KnowledgeGraph:
                     raise KeyError(f"unknown edge type {kind!r}")
                 for src, dst, w in edges:
                     graph.edges[kind][(index[src], index[dst])] = float(w)
+            graph.vectors = {index[name]: [float(x) for x in v]
+                             for name, v in doc.get("vectors", {}).items()}
+            if len({len(v) for v in graph.vectors.values()}) > 1:
+                raise ValueError("word vectors of different sizes")
         except (KeyError, TypeError, ValueError) as e:
             raise IvrError(f"{source} is not a knowledge graph written by ivr ({e}); rebuild "
                            "it with `ivr prepare-graph`") from None
@@ -134,34 +172,44 @@ def _wordnet_kinds(graph: KnowledgeGraph) -> None:
                 graph.add("kind_of", i, owner[hyper])
 
 
-def _similar(graph: KnowledgeGraph, vectors: Path, k: int) -> None:
+def _read_vectors(path: Path, wanted: set[str]) -> dict[str, np.ndarray]:
+    """The vectors of the ``wanted`` words in a GloVe-style text file."""
     words: dict[str, np.ndarray] = {}
-    wanted = {t for name in graph.classes[1:] for t in name.lower().split("_")}
     try:
-        with open(vectors, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 word, _, rest = line.rstrip().partition(" ")
                 if word in wanted:
                     words[word] = np.array(rest.split(), dtype=np.float32)
     except (OSError, ValueError) as e:
-        raise IvrError(f"cannot read word vectors {vectors}: {e}") from None
-    ids, rows = [], []
+        raise IvrError(f"cannot read word vectors {path}: {e}") from None
+    if len({v.shape for v in words.values()}) > 1:
+        raise IvrError(f"word vectors {path} have lines of different lengths")
+    return words
+
+
+def _word_vectors(graph: KnowledgeGraph, path: Path, k: int) -> None:
+    """Class nodes' vectors (a name's words averaged) and the ``similar`` edges: each class
+    receives from its ``k`` nearest classes by cosine similarity."""
+    words = _read_vectors(path, {t for name in graph.classes[1:] for t in name.lower().split("_")})
     for i, name in enumerate(graph.classes[1:], 1):
         parts = [words[t] for t in name.lower().split("_") if t in words]
         if parts:
-            ids.append(i)
-            rows.append(np.mean(parts, 0))
-    if len(rows) < 2:
-        graph.notes.append(f"no similar edges: {vectors} covers fewer than 2 class names")
+            graph.vectors[i] = [round(float(x), 6) for x in np.mean(parts, 0)]
+    graph.notes.append(f"word vectors of {path.name} cover {len(graph.vectors)} of "
+                       f"{len(graph.classes) - 1} classes")
+    if len(graph.vectors) < 2:
+        graph.notes.append(f"no similar edges: {path.name} covers fewer than 2 class names")
         return
-    m = np.stack(rows)
+    ids = sorted(graph.vectors)
+    m = np.array([graph.vectors[i] for i in ids], dtype=np.float64)
     m /= np.linalg.norm(m, axis=1, keepdims=True) + 1e-8
     sims = m @ m.T
     np.fill_diagonal(sims, -np.inf)
     for a, i in enumerate(ids):
         for b in np.argsort(-sims[a])[:k]:
             if sims[a, b] > 0:
-                graph.add("similar", i, ids[b], float(sims[a, b]))
+                graph.add("similar", ids[b], i, float(sims[a, b]))
 
 
 def build_graph(split: PreparedSplit, min_part_count: int = 5,
@@ -192,21 +240,30 @@ def build_graph(split: PreparedSplit, min_part_count: int = 5,
     for (s, d), w in list(graph.edges["kind_of"].items()):
         graph.add("has_kind", d, s, w)
     if word_vectors:
-        _similar(graph, Path(word_vectors), similar_k)
+        _word_vectors(graph, Path(word_vectors), similar_k)
     else:
         graph.notes.append("no similar edges: no word vectors given (--word-vectors FILE)")
     return graph.normalised()
 
 
+def _block(items: list[str], indent: str, open_: str, close: str) -> str:
+    """``open_``, one item per line, ``close``: a readable JSON list or object body."""
+    if not items:
+        return open_ + close
+    return open_ + ",".join(f"\n{indent}  {item}" for item in items) + f"\n{indent}{close}"
+
+
 def write_graph(split: PreparedSplit, graph: KnowledgeGraph) -> Path:
-    """Write the graph beside ``split``, atomically, one edge per line."""
+    """Write the graph beside ``split``, atomically, one edge (and one class vector) per line."""
     doc = graph.to_json()
-    kinds = [f'  "{kind}": [' + ",".join("\n    " + json.dumps(e) for e in edges)
-             + ("\n  ]" if edges else "]") for kind, edges in doc["edges"].items()]
+    edges = [f"{json.dumps(kind)}: " + _block([json.dumps(e) for e in rows], "   ", "[", "]")
+             for kind, rows in doc["edges"].items()]
+    vectors = [f"{json.dumps(name)}: {json.dumps(v)}" for name, v in doc["vectors"].items()]
     path = graph_path(split)
     write_text(path, "{\n" + f' "classes": {json.dumps(doc["classes"])},\n'
-               f' "notes": {json.dumps(doc["notes"])},\n "edges": {{\n'
-               + ",\n".join(kinds) + "\n }\n}\n")
+               f' "notes": {json.dumps(doc["notes"])},\n'
+               f' "edges": {_block(edges, " ", "{", "}")},\n'
+               f' "vectors": {_block(vectors, " ", "{", "}")}\n}}\n')
     return path
 
 

@@ -1,10 +1,13 @@
 """The region graph: spatial relations between an image's regions from their boxes.
 
 Five edge types: ``left_of``, ``right_of``, ``above``, ``below`` (between boxes that do not
-overlap, by the dominant direction between their centres) and ``overlaps``. An edge i -> j
-of a type carries exp(-d_ij / delta), d_ij the distance between the box centres divided by
-the image diagonal; each type is row-normalised (a region's incoming messages of one type
-average its neighbours of that type).
+overlap, by the dominant direction between their centres) and ``overlaps`` (boxes whose
+intersection has a positive area; boxes that only touch do not overlap, and every region
+overlaps itself). A directional edge j -> i carries the pixel kernel exp(-d_ij / delta),
+d_ij the distance between the box centres in pixels of the network input; an overlap edge
+carries the boxes' IoU (1 for the region itself). Each region's incoming weights, over all
+types and itself, are divided by their total: the region and its close neighbours share
+the messages, while a far region sends little even when it is the only other one.
 """
 
 from __future__ import annotations
@@ -14,28 +17,37 @@ import torch
 REGION_EDGES = ("left_of", "right_of", "above", "below", "overlaps")
 
 
-def region_graph(boxes: torch.Tensor, image_size: tuple[int, int], delta: float,
+def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
+    """IoU (K, K) of boxes x1 y1 x2 y2 taken as continuous rectangles (touching = 0)."""
+    x1, y1, x2, y2 = boxes.unbind(1)
+    iw = (torch.minimum(x2[:, None], x2[None]) - torch.maximum(x1[:, None], x1[None])).clamp(min=0)
+    ih = (torch.minimum(y2[:, None], y2[None]) - torch.maximum(y1[:, None], y1[None])).clamp(min=0)
+    inter = iw * ih
+    area = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    union = area[:, None] + area[None] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+
+
+def region_graph(boxes: torch.Tensor, delta: float,
                  keep: torch.Tensor | None = None) -> torch.Tensor:
-    """boxes (K, 4) x1 y1 x2 y2 -> adjacency (5, K, K): row i holds the weights of the
-    regions j that send to i (``adj[t, i, j]``: j is ``REGION_EDGES[t]`` of i). Regions
-    with ``keep`` False send nothing (they are still given messages)."""
+    """boxes (K, 4) x1 y1 x2 y2 in network-input pixels -> adjacency (5, K, K): row i holds
+    the weights of the regions j that send to i (``adj[t, i, j]``: j is
+    ``REGION_EDGES[t]`` of i). Regions with ``keep`` False send nothing to the others (they
+    still receive, and keep their own self edge)."""
     k = boxes.shape[0]
-    h, w = image_size
+    boxes = boxes.float()
+    eye = torch.eye(k, dtype=torch.bool, device=boxes.device)
     centre = torch.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]], 1) / 2
     dx = centre[None, :, 0] - centre[:, None, 0]  # (K, K): x_j - x_i
     dy = centre[None, :, 1] - centre[:, None, 1]
-    weight = torch.exp(-torch.sqrt(dx ** 2 + dy ** 2) / ((h ** 2 + w ** 2) ** 0.5 * delta))
-    ix = (torch.minimum(boxes[:, None, 2], boxes[None, :, 2])
-          - torch.maximum(boxes[:, None, 0], boxes[None, :, 0]) + 1).clamp(min=0)
-    iy = (torch.minimum(boxes[:, None, 3], boxes[None, :, 3])
-          - torch.maximum(boxes[:, None, 1], boxes[None, :, 1]) + 1).clamp(min=0)
-    overlap = (ix * iy > 0) & ~torch.eye(k, dtype=torch.bool, device=boxes.device)
-    apart = ~overlap & ~torch.eye(k, dtype=torch.bool, device=boxes.device)
+    kernel = torch.exp(-torch.sqrt(dx ** 2 + dy ** 2) / delta)
+    iou = torch.where(eye, torch.ones_like(kernel), pairwise_iou(boxes))
+    apart = (iou <= 0) & ~eye
     horizontal = dx.abs() >= dy.abs()
     masks = torch.stack([apart & horizontal & (dx < 0), apart & horizontal & (dx > 0),
-                         apart & ~horizontal & (dy < 0), apart & ~horizontal & (dy > 0),
-                         overlap])
-    adj = masks * weight
+                         apart & ~horizontal & (dy < 0), apart & ~horizontal & (dy > 0)])
+    adj = torch.cat([masks * kernel, iou[None]])
     if keep is not None:
-        adj = adj * keep[None, None, :].to(adj.dtype)
-    return adj / adj.sum(-1, keepdim=True).clamp_min(1e-12)
+        sends = keep[None, :] | eye  # (K, K): j may send to i
+        adj = adj * sends[None].to(adj.dtype)
+    return adj / adj.sum((0, 2), keepdim=True).clamp_min(1e-12)

@@ -8,20 +8,21 @@ from ivr_core.config import Config
 from ivr_core.errors import IvrError
 from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
 from ivr_core.models.baseline import BaselineModel
-from ivr_core.models.graph_reasoning import GlobalReasoning
+from ivr_core.models.full import FullModel, GlobalModel
+from ivr_core.models.graph import GlobalReasoning
 from ivr_core.models.memory import SpatialMemoryModel
-from ivr_core.models.reasoning import FullModel, GlobalModel
 
 __all__ = ["FEATURE_STRIDE", "BaselineModel", "FullModel", "GlobalModel", "ResNetC4",
            "SpatialMemoryModel", "build_model", "model_from_state"]
 
 
 def build_model(cfg: Config, num_classes: int, pretrained: bool = True, graph=None,
-                kg_edges: int | None = None) -> nn.Module:
+                kg_edges: int | None = None, class_dim: int | None = None) -> nn.Module:
     """The model of ``cfg.model.type``; ``pretrained=False`` skips loading backbone weights
     (for a model about to receive a checkpoint). ``global`` and ``full`` models take the
-    knowledge graph (a :class:`~ivr_core.graph.knowledge.KnowledgeGraph`), or room for
-    ``kg_edges`` edges that a checkpoint will fill."""
+    knowledge graph (a :class:`~ivr_core.graph.knowledge.KnowledgeGraph`, ablated as
+    ``graph.knowledge`` says), or room for ``kg_edges`` edges and class nodes of
+    ``class_dim`` features that a checkpoint will fill."""
     m, mem, g = cfg.model, cfg.memory, cfg.graph
     backbone = ResNetC4(m.backbone, weights=m.weights if pretrained else None, norm=m.norm,
                         fixed_blocks=m.fixed_blocks, tail_stride=m.tail_stride)
@@ -30,17 +31,22 @@ def build_model(cfg: Config, num_classes: int, pretrained: bool = True, graph=No
         return base
     losses = dict(iterations=mem.iterations, beta=mem.beta,
                   iter_loss_weight=mem.iter_loss_weight,
-                  final_loss_weight=mem.final_loss_weight)
+                  final_loss_weight=mem.final_loss_weight,
+                  attention_loss_weight=mem.attention_loss_weight)
     memory = dict(channels=mem.channels, init_size=mem.init_size, fc_dim=mem.fc_dim,
                   context_layers=mem.context_layers, input_convs=mem.input_convs,
                   gate_kernel=mem.gate_kernel, norm=mem.norm, norm_groups=mem.norm_groups,
-                  **losses)
+                  write_init=mem.write_init, **losses)
     if m.type == "memory":
         return SpatialMemoryModel(base, **memory)
     if graph is None and kg_edges is None:
         raise ValueError(f"a {m.type} model needs the knowledge graph")
+    if graph is not None:
+        graph = graph.ablated(g.knowledge, cfg.train.seed)
+    vectors = graph.vector_matrix() if graph is not None else None
     reasoning = GlobalReasoning(backbone.out_channels, num_classes, hidden=g.hidden,
-                                class_dim=g.class_dim, kg_edges=kg_edges or 0)
+                                class_dim=class_dim or g.class_dim, kg_edges=kg_edges or 0,
+                                class_vectors=vectors)
     if graph is not None:
         reasoning.set_graph(*graph.tensors())
     if m.type == "global":
@@ -55,8 +61,10 @@ def model_from_state(cfg: Config, state: dict) -> nn.Module:
     Weights that do not fit (model settings overridden since training) are an IvrError
     naming the settings that differ from the checkpoint's config."""
     kg = state["model"].get("global_.kg_weight")
+    nodes = state["model"].get("global_.class_nodes")
     model = build_model(cfg, len(state["classes"]), pretrained=False,
-                        kg_edges=None if kg is None else len(kg))
+                        kg_edges=None if kg is None else len(kg),
+                        class_dim=None if nodes is None else nodes.shape[1])
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:

@@ -1,4 +1,5 @@
-"""The local module: a spatial memory read and written by every region, iterated (DESIGN §3).
+"""The local module: a spatial memory read and written by every region, iterated
+(docs/design.md, "The local module").
 
 Per image: S_0 = learned init resized to the feature map. At iteration i each region reads
 its crop of context(S_i) to predict (iteration 0 predicts with the baseline head instead);
@@ -14,23 +15,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ivr_core.models.accumulating_linear import AccumulatingLinear
-from ivr_core.models.baseline import BaselineModel
-from ivr_core.ops import crop_and_resize, inverse_boxes, paste_and_sum
 from ivr_core.models.backbone import FEATURE_STRIDE
+from ivr_core.models.baseline import BaselineModel
+from ivr_core.models.heads import attend, he_init, normal_init, reasoning_losses
+from ivr_core.ops import crop_and_resize, inverse_boxes, paste_and_sum
 
 COUNT_EPS = 1e-6  # cells no box covers have count 0 and a zero update
-
-
-def _init(layer: nn.Module) -> nn.Module:
-    """Variance scaling (He, fan-in), zero biases: the authors' init for memory layers."""
-    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
+WRITE_INITS = ("authors", "he")
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:
-    return _init(nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias))
+    return nn.Conv2d(cin, cout, k, padding=k // 2, bias=bias)
 
 
 def _norm(channels: int, kind: str, groups: int) -> nn.Module:
@@ -39,7 +34,7 @@ def _norm(channels: int, kind: str, groups: int) -> nn.Module:
 
 class ConvNorm(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, norm: str, groups: int):
-        super().__init__(_conv(cin, cout, k), _norm(cout, norm, groups))
+        super().__init__(he_init(_conv(cin, cout, k)), _norm(cout, norm, groups))
 
 
 class Context(nn.Module):
@@ -61,7 +56,8 @@ class Context(nn.Module):
 
 
 class GatedUpdate(nn.Module):
-    """Per-region update d = u * (n - s) of the memory crop s from the input a (GRU-like)."""
+    """Per-region update d = u * (n - s) of the memory crop s from the input a (GRU-like).
+    ``_a`` convs read the input (the authors' ``p_*``), ``_s`` convs the memory (``m_*``)."""
 
     def __init__(self, channels: int, k: int):
         super().__init__()
@@ -76,61 +72,56 @@ class GatedUpdate(nn.Module):
         return u * (n - s)
 
 
-def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor]):
-    """Softmax over the candidates' confidences per region -> (final (K, C), attention
-    (K, N)); the logits are detached, so only the confidences learn from the final loss."""
-    attention = torch.softmax(torch.stack(confidences, dim=1), dim=1)
-    final = (attention[:, :, None] * torch.stack(logits, 1).detach()).sum(1)
-    return final, attention
+def resize_bilinear_tf1(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """TF1's legacy ``resize_bilinear`` (align_corners=False, no half-pixel centres), the
+    authors' resize of the learned memory init: output cell ``i`` samples the input at
+    ``i * in / out``, clamped at the last row/column. x (B, C, h, w) -> (B, C, *size)."""
+    def axis(n_in: int, n_out: int):
+        src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+        lo = src.floor().long().clamp(max=n_in - 1)
+        hi = (lo + 1).clamp(max=n_in - 1)
+        return lo, hi, (src - lo).to(x.dtype).to(x.device)
 
-
-def reasoning_losses(chains: list[list[torch.Tensor]], final: torch.Tensor,
-                     classes: torch.Tensor, beta: float, iter_weight: float,
-                     final_weight: float) -> dict[str, torch.Tensor]:
-    """CE of the shared first prediction, the mean hard-example weighted CE of every later
-    prediction of every chain (weights from the chain's previous prediction), CE of final."""
-    out = {"base": F.cross_entropy(chains[0][0], classes)}
-    terms = [(hard_example_weights(chain[i - 1], classes, beta)
-              * F.cross_entropy(chain[i], classes, reduction="none")).sum()
-             for chain in chains for i in range(1, len(chain))]
-    if terms:
-        out["iter"] = iter_weight * torch.stack(terms).mean()
-    out["final"] = final_weight * F.cross_entropy(final, classes)
-    return out
-
-
-def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: float) -> torch.Tensor:
-    """q = 1 - p(true class), set to beta where p >= 1 - beta, normalised to sum 1 (detached)."""
-    p = torch.softmax(logits.detach().float(), dim=1).gather(1, classes[:, None])[:, 0]
-    q = torch.where(p >= 1 - beta, torch.full_like(p, beta), 1 - p)
-    return q / q.sum().clamp_min(1e-12)
+    (y0, y1, wy), (x0, x1, wx) = axis(x.shape[-2], size[0]), axis(x.shape[-1], size[1])
+    rows = x[..., y0, :] + (x[..., y1, :] - x[..., y0, :]) * wy[:, None]  # (B, C, H, w)
+    return rows[..., x0] + (rows[..., x1] - rows[..., x0]) * wx
 
 
 class SpatialMemoryModel(nn.Module):
+    """The local model: baseline head + spatial memory iterated ``iterations`` times +
+    attention. ``write_init``: "authors" initialises the memory write (the 1x1 conv on
+    pool5, the FC on the logits, the six gate convs of the update) with N(0, 0.01) as the
+    authors do; "he" with variance scaling like the other memory layers."""
+
     def __init__(self, base: BaselineModel, channels: int = 512, init_size: int = 20,
                  iterations: int = 3, fc_dim: int = 4096, context_layers: int = 3,
                  input_convs: int = 2, gate_kernel: int = 3, beta: float = 0.5,
                  iter_loss_weight: float = 1.0, final_loss_weight: float = 1.0,
-                 norm: str = "none", norm_groups: int = 32):
+                 attention_loss_weight: float = 1.0, norm: str = "none", norm_groups: int = 32,
+                 write_init: str = "authors"):
         super().__init__()
+        if write_init not in WRITE_INITS:
+            raise ValueError(f"write_init must be one of {WRITE_INITS}, got {write_init!r}")
         self.base = base
         self.iterations, self.beta = iterations, beta
-        self.iter_loss_weight, self.final_loss_weight = iter_loss_weight, final_loss_weight
+        self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
+                                 attention_weight=attention_loss_weight)
         s, c, num_classes = base.crop_size, channels, base.num_classes
         self.memory_init = nn.Parameter(torch.zeros(1, c, init_size, init_size))
         self.context = Context(c, context_layers, norm, norm_groups)
-        self.fc = nn.Sequential(_init(AccumulatingLinear(c * s * s, fc_dim)), nn.ReLU(),
-                                _init(AccumulatingLinear(fc_dim, fc_dim)), nn.ReLU())
-        self.cls = nn.Linear(fc_dim, num_classes)
-        nn.init.normal_(self.cls.weight, std=0.01)
-        nn.init.zeros_(self.cls.bias)
-        self.confidence = nn.Linear(fc_dim, 1, bias=False)
-        nn.init.normal_(self.confidence.weight, std=0.01)
-        self.input_pool5 = ConvNorm(base.backbone.feature_channels, c, 1, norm, norm_groups)
-        self.input_logits = _init(nn.Linear(num_classes, c, bias=False))
+        self.fc = nn.Sequential(he_init(AccumulatingLinear(c * s * s, fc_dim)), nn.ReLU(),
+                                he_init(AccumulatingLinear(fc_dim, fc_dim)), nn.ReLU())
+        self.cls = normal_init(nn.Linear(fc_dim, num_classes))
+        self.confidence = normal_init(nn.Linear(fc_dim, 1, bias=False))
+        self.input_pool5 = nn.Sequential(_conv(base.backbone.feature_channels, c, 1),
+                                         _norm(c, norm, norm_groups))
+        self.input_logits = nn.Linear(num_classes, c, bias=False)
         self.input_convs = nn.ModuleList(ConvNorm(c, c, 3, norm, norm_groups)
                                          for _ in range(input_convs - 1))
         self.update = GatedUpdate(c, gate_kernel)
+        init = normal_init if write_init == "authors" else he_init
+        for layer in (self.input_pool5[0], self.input_logits, *self.update.children()):
+            init(layer)
 
     def _read(self, memory: torch.Tensor, cboxes: torch.Tensor, box_ind: torch.Tensor):
         s = self.base.crop_size
@@ -147,23 +138,26 @@ class SpatialMemoryModel(nn.Module):
         delta = self.update(a, crops)
         if keep is not None:  # regions left out of reasoning write nothing
             delta = delta * keep[:, None, None, None].to(delta.dtype)
-        pasted = paste_and_sum(delta, inv, memory.shape[-2:])  # (C_m, Hm, Wm)
+        # the sum of the updates and the count stay float32 under mixed precision: a
+        # half-precision sum over many boxes would round away small updates
+        pasted = paste_and_sum(delta.float(), inv, memory.shape[-2:])  # (C_m, Hm, Wm)
         return memory + (pasted / count.clamp_min(COUNT_EPS))[None]
 
     def start(self, base: dict, boxes: torch.Tensor, keep: torch.Tensor | None) -> dict:
         """What every iteration of one image shares: crop and inverse boxes, the count of
-        writing boxes per memory cell, the detached pool5, and the initial memory S_0."""
+        writing boxes per memory cell (float32), the detached pool5, and the initial memory
+        S_0 (float32)."""
         hm, wm = base["feature"].shape[-2:]
         s = self.base.crop_size
-        weights = torch.ones(len(boxes), 1, s, s, dtype=base["pool5"].dtype, device=boxes.device)
+        weights = torch.ones(len(boxes), 1, s, s, dtype=torch.float32, device=boxes.device)
         if keep is not None:
             weights = weights * keep[:, None, None, None].to(weights.dtype)
         inv = inverse_boxes(boxes, FEATURE_STRIDE, hm, wm)
         return {"cboxes": base["crop_boxes"], "inv": inv, "pool5": base["pool5"].detach(),
                 "box_ind": torch.zeros(len(boxes), dtype=torch.long, device=boxes.device),
                 "count": paste_and_sum(weights, inv, (hm, wm)),  # (1, Hm, Wm)
-                "memory": F.interpolate(self.memory_init, size=(hm, wm), mode="bilinear",
-                                        align_corners=False), "keep": keep}
+                "memory": resize_bilinear_tf1(self.memory_init.float(), (hm, wm)),
+                "keep": keep}
 
     def read(self, st: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits from the current memory (K, C), confidence (K,))."""
@@ -178,9 +172,10 @@ class SpatialMemoryModel(nn.Module):
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
                 keep: torch.Tensor | None = None) -> dict:
         """image (1, 3, H, W), boxes (K, 4) -> ``final`` (K, C) attended logits,
-        ``iterations`` [ITER x (K, C)], ``attention`` (K, ITER), ``memories`` [ITER x
-        (1, C_m, Hm, Wm)]. ``keep`` (K,) bool: regions allowed to write into the memory
-        (all by default); every region is read and scored."""
+        ``iterations`` [ITER x (K, C)], ``attention`` and ``confidence`` (K, ITER),
+        ``memories`` [ITER x (1, C_m, Hm, Wm)], ``modules`` {"local": iterations}.
+        ``keep`` (K,) bool: regions allowed to write into the memory (all by default);
+        every region is read and scored."""
         base = self.base.regions(image, boxes)
         st = self.start(base, boxes, keep)
         logits, confidences, memories = [], [], []
@@ -191,10 +186,8 @@ class SpatialMemoryModel(nn.Module):
             confidences.append(confidence)
             if i + 1 < self.iterations:
                 self.write(st, logits[-1])
-        final, attention = attend(logits, confidences)
-        return {"final": final, "iterations": logits, "attention": attention,
-                "memories": memories, "modules": {"local": logits}}
+        return {**attend(logits, confidences), "iterations": logits, "memories": memories,
+                "modules": {"local": logits}}
 
     def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reasoning_losses(list(outputs["modules"].values()), outputs["final"], classes,
-                                self.beta, self.iter_loss_weight, self.final_loss_weight)
+        return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)

@@ -66,8 +66,9 @@ def test_word_vectors_give_similar_edges(tmp_path):
     vectors = tmp_path / "vec.txt"
     vectors.write_text("house 1 0 0\nbus 0 1 0\nwindow 0.9 0.1 0\nwheel 0 0.9 0.1\n")
     graph = build_graph(_split(tmp_path, []), word_vectors=vectors, similar_k=1)
-    assert graph.edges["similar"][(1, 3)] == 1.0  # house's nearest is window
-    assert graph.edges["similar"][(2, 4)] == 1.0  # bus's nearest is wheel
+    # each class receives from its nearest: house from window, bus from wheel (and back)
+    assert graph.edges["similar"][(3, 1)] == 1.0 and graph.edges["similar"][(4, 2)] == 1.0
+    assert graph.edges["similar"][(1, 3)] == 1.0
 
 
 def test_region_graph_geometry():
@@ -75,21 +76,68 @@ def test_region_graph_geometry():
                           [50, 0, 60, 10],  # 1: right of 0
                           [5, 5, 15, 15],  # 2: overlaps 0
                           [0, 80, 10, 90]], dtype=torch.float32)  # 3: below 0
-    adj = region_graph(boxes, (100, 100), delta=0.25)
+    adj = region_graph(boxes, delta=50.0)
     t = {name: i for i, name in enumerate(REGION_EDGES)}
     assert adj[t["left_of"], 1, 0] > 0 and adj[t["right_of"], 0, 1] > 0
     assert adj[t["overlaps"], 0, 2] > 0 and adj[t["overlaps"], 2, 0] > 0
     assert adj[t["below"], 0, 3] > 0 and adj[t["above"], 3, 0] > 0
     assert adj[t["left_of"], 0].sum() == 0  # nothing is left of region 0
-    assert torch.diagonal(adj, dim1=1, dim2=2).abs().sum() == 0
-    sums = adj.sum(-1)
-    assert torch.allclose(sums[sums > 0], torch.ones_like(sums[sums > 0]))
-    # nearer neighbours weigh more (exp(-d / delta))
-    far = region_graph(torch.tensor([[0, 0, 1, 1], [10, 0, 11, 1], [90, 0, 91, 1]],
-                                    dtype=torch.float32), (100, 100), 0.25)
-    assert far[t["right_of"], 0, 1] > far[t["right_of"], 0, 2]
-    kept = region_graph(boxes, (100, 100), 0.25, keep=torch.tensor([True, True, False, True]))
-    assert kept[:, :, 2].abs().sum() == 0  # a dropped region sends nothing
+    # every region overlaps itself (IoU 1); a region's incoming weights sum to 1
+    assert (torch.diagonal(adj[t["overlaps"]]) > 0).all()
+    assert torch.allclose(adj.sum((0, 2)), torch.ones(4))
+    kept = region_graph(boxes, 50.0, keep=torch.tensor([True, True, False, True]))
+    assert kept[:, [0, 1, 3], 2].abs().sum() == 0  # a dropped region sends to no other
+    assert kept[t["overlaps"], 2, 2] > 0  # but keeps its own edge
+
+
+def test_a_far_region_sends_less_than_a_near_one():
+    near = region_graph(torch.tensor([[0, 0, 10, 10], [30, 0, 40, 10]], dtype=torch.float32), 50.0)
+    far = region_graph(torch.tensor([[0, 0, 10, 10], [300, 0, 310, 10]], dtype=torch.float32), 50.0)
+    t = REGION_EDGES.index("right_of")
+    # alone with one other region, far or near: the far one still weighs little
+    assert far[t, 0, 1] < 0.01 < 0.3 < near[t, 0, 1]
+    assert near[t, 0, 1] / far[t, 0, 1] > 50
+    three = region_graph(torch.tensor([[0, 0, 1, 1], [10, 0, 11, 1], [90, 0, 91, 1]],
+                                      dtype=torch.float32), 50.0)
+    assert three[t, 0, 1] > three[t, 0, 2]
+
+
+def test_overlaps_are_weighted_by_iou_and_touching_is_no_overlap():
+    boxes = torch.tensor([[0, 0, 10, 10], [5, 0, 15, 10], [0, 0, 10, 9], [10, 0, 20, 10]],
+                         dtype=torch.float32)
+    adj = region_graph(boxes, 50.0)
+    t = {name: i for i, name in enumerate(REGION_EDGES)}
+    raw = adj[:, 0] * adj[:, 0].sum() / adj[t["overlaps"], 0, 0]  # undo the normalisation
+    assert raw[t["overlaps"], 1].item() == pytest.approx(50 / 150)  # IoU of the half shift
+    assert raw[t["overlaps"], 2].item() == pytest.approx(0.9)
+    assert adj[t["overlaps"], 0, 3] == 0 and adj[t["right_of"], 0, 3] > 0  # they only touch
+
+
+def test_knowledge_graph_controls(tmp_path):
+    images = [{"image": "x", "width": 1, "height": 1, "boxes": [[0, 0, 0, 0]] * 3,
+               "classes": [1, 3, 4], "seg_areas": [1] * 3, "parents": [-1, 0, 0]}] * 3
+    graph = build_graph(_split(tmp_path, images), min_part_count=1)
+    assert graph.ablated("mined") is graph
+    assert not graph.ablated("empty").tensors()[0].numel()
+    shuffled = graph.ablated("shuffled", seed=0)
+    for kind in graph.edges:  # same number of edges and weights per type, other classes
+        assert sorted(shuffled.edges[kind].values()) == sorted(graph.edges[kind].values())
+    assert shuffled.edges != graph.edges
+    assert all(0 not in pair for e in shuffled.edges.values() for pair in e)  # background kept
+    assert shuffled.edges == graph.ablated("shuffled", seed=0).edges
+
+
+def test_word_vectors_initialise_the_class_nodes(tmp_path):
+    vectors = tmp_path / "vec.txt"
+    vectors.write_text("house 1 0 0\nbus 0 1 0\nwindow 0.9 0.1 0\n")
+    split = _split(tmp_path, [])
+    graph = build_graph(split, word_vectors=vectors, similar_k=1)
+    assert any("cover 3 of" in note for note in graph.notes)
+    m = graph.vector_matrix()
+    assert m.shape == (len(CLASSES), 3) and m[1].tolist() == [1.0, 0.0, 0.0]
+    assert not m[4].any()  # wheel has no vector
+    write_graph(split, graph)
+    assert load_graph(split).vectors == graph.vectors
 
 
 def test_prepare_graph_command(synthetic_data, tmp_path):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from ivr_core.config import load_config
 from ivr_core.models import BaselineModel, ResNetC4, SpatialMemoryModel, build_model
 from ivr_core.models.backbone import RandomInitWarning
-from ivr_core.models.memory import hard_example_weights
+from ivr_core.models.heads import hard_example_weights
 
 SMALL_MEMORY = dict(channels=8, init_size=5, fc_dim=16, norm="group", norm_groups=4)
 
@@ -65,7 +65,8 @@ def test_memory_shapes_backward_and_attention(iterations):
     expected = sum(out["attention"][:, i:i + 1] * out["iterations"][i] for i in range(iterations))
     assert torch.allclose(out["final"], expected, atol=1e-6)
     parts = model.losses(out, classes)
-    assert set(parts) == ({"base", "final"} if iterations == 1 else {"base", "iter", "final"})
+    assert set(parts) == ({"base", "final", "attention"} if iterations == 1
+                          else {"base", "iter", "final", "attention"})
     sum(parts.values()).backward()
     assert model.confidence.weight.grad is not None
     if iterations > 1:

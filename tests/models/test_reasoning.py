@@ -50,10 +50,10 @@ def test_shapes_backward_and_attention(kind, candidates, tmp_path):
     for chain in out["modules"].values():  # every chain starts from the baseline head
         assert torch.equal(chain[0], out["modules"][next(iter(out["modules"]))][0])
     parts = model.losses(out, classes)
-    assert set(parts) == {"base", "iter", "final"}
+    assert set(parts) == {"base", "iter", "final", "attention"}
     sum(parts.values()).backward()
     g = model.global_
-    assert g.class_embedding.grad is not None and g.kg.weight.grad.abs().sum() > 0
+    assert g.class_nodes.grad is not None and g.kg.weight.grad.abs().sum() > 0
     assert g.spatial.weight.grad.abs().sum() > 0
     if kind == "full":
         assert model.update.n_a.weight.grad is not None and model.memory_init.grad is not None
@@ -70,7 +70,7 @@ def test_the_knowledge_graph_is_part_of_the_weights(tmp_path):
 def test_sizes_come_from_the_config(tmp_path):
     model = _model("full", tmp_path, "graph.hidden=20", "graph.class_dim=3",
                    "memory.iterations=4")
-    assert model.global_.class_embedding.shape == (len(CLASSES), 3)
+    assert model.global_.class_nodes.shape == (len(CLASSES), 3)
     assert model.global_.cls.in_features == 20
     image, boxes, _ = _inputs()
     assert model(image, boxes)["attention"].shape == (5, 7)
@@ -117,3 +117,39 @@ def test_full_model_trains_and_tests_per_module(synthetic_data, tmp_path):
                                 "--iters", "1", "-q", *sets, "--set",
                                 f"graph.file={tmp_path / 'none.json'}"])
     assert no_graph.exit_code == 1 and "knowledge graph not found" in no_graph.output
+
+
+def test_an_absent_class_gets_no_belief(tmp_path):
+    # one region (a bus) believes in the house with p = 1e-3: the house node's input from the
+    # regions must be ~0, not the region's features as a belief-weighted mean would give
+    model = _model("global", tmp_path)
+    memory = torch.rand(1, model.global_.hidden) + 0.5
+    probs = torch.zeros(1, len(CLASSES))
+    probs[0, CLASSES.index("bus")], probs[0, CLASSES.index("house")] = 1 - 1e-3, 1e-3
+    beliefs = model.global_.class_beliefs(memory, probs)
+    present, absent = beliefs[CLASSES.index("bus")], beliefs[CLASSES.index("house")]
+    assert absent.norm() <= 1e-2 * present.norm()
+    assert beliefs[CLASSES.index("disc")].abs().sum() == 0
+
+
+def test_the_global_memory_carries_across_iterations(tmp_path):
+    model = _model("global", tmp_path, "memory.iterations=3").eval()
+    image, boxes, _ = _inputs()
+    with torch.no_grad():
+        base = model.base.regions(image, boxes)
+        from ivr_core.graph.regions import region_graph
+        adj = region_graph(boxes, model.delta)
+        m0 = model.global_.init_memory(base["fc7"])
+        probs = torch.softmax(base["logits"], 1)
+        _, _, m1 = model.global_(m0, probs, adj)
+        a, _, _ = model.global_(m1, probs, adj)
+        b, _, _ = model.global_(m0, probs, adj)
+    assert not torch.allclose(m1, m0)
+    assert not torch.allclose(a, b)  # the second step reasons on the first one's memory
+
+
+@pytest.mark.parametrize("kind", ["global", "full"])
+def test_one_iteration_is_refused_for_the_graph_models(kind):
+    from ivr_core.errors import IvrError
+    with pytest.raises(IvrError, match="memory.iterations' must be >= 2"):
+        load_config(overrides=[f"model.type={kind}", "memory.iterations=1"])

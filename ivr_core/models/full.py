@@ -14,8 +14,9 @@ from torch import nn
 
 from ivr_core.graph.regions import region_graph
 from ivr_core.models.baseline import BaselineModel
-from ivr_core.models.graph_reasoning import GlobalReasoning
-from ivr_core.models.memory import SpatialMemoryModel, attend, reasoning_losses
+from ivr_core.models.graph import GlobalReasoning
+from ivr_core.models.heads import attend, candidate_logits, normal_init, reasoning_losses
+from ivr_core.models.memory import SpatialMemoryModel
 
 
 def _probs(logits: torch.Tensor) -> torch.Tensor:
@@ -24,39 +25,38 @@ def _probs(logits: torch.Tensor) -> torch.Tensor:
 
 class GlobalModel(nn.Module):
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, iterations: int = 3,
-                 delta: float = 0.25, beta: float = 0.5, iter_loss_weight: float = 1.0,
-                 final_loss_weight: float = 1.0):
+                 delta: float = 50.0, beta: float = 0.5, iter_loss_weight: float = 1.0,
+                 final_loss_weight: float = 1.0, attention_loss_weight: float = 1.0):
         super().__init__()
         self.base, self.global_ = base, reasoning
         self.iterations, self.delta, self.beta = iterations, delta, beta
-        self.iter_loss_weight, self.final_loss_weight = iter_loss_weight, final_loss_weight
-        self.base_confidence = nn.Linear(base.backbone.out_channels, 1, bias=False)
-        nn.init.normal_(self.base_confidence.weight, std=0.01)
+        self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
+                                 attention_weight=attention_loss_weight)
+        self.base_confidence = normal_init(nn.Linear(base.backbone.out_channels, 1, bias=False))
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
                 keep: torch.Tensor | None = None) -> dict:
         """Like the memory model's outputs; ``modules`` = {"global": [ITER x (K, C)]}."""
         base = self.base.regions(image, boxes)
         feats = base["fc7"].detach()
-        adj = region_graph(boxes, image.shape[-2:], self.delta, keep)
+        adj = region_graph(boxes, self.delta, keep)
+        memory = self.global_.init_memory(feats)
         logits, confidences = [base["logits"]], [self.base_confidence(feats)[:, 0]]
         for _ in range(1, self.iterations):
-            g, c = self.global_(feats, _probs(logits[-1]), adj, keep)
+            g, c, memory = self.global_(memory, _probs(logits[-1]), adj, keep)
             logits.append(g)
             confidences.append(c)
-        final, attention = attend(logits, confidences)
-        return {"final": final, "iterations": logits, "attention": attention,
+        return {**attend(logits, confidences), "iterations": logits,
                 "modules": {"global": logits}}
 
     def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reasoning_losses(list(outputs["modules"].values()), outputs["final"], classes,
-                                self.beta, self.iter_loss_weight, self.final_loss_weight)
+        return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)
 
 
 class FullModel(SpatialMemoryModel):
     """The local module of :class:`SpatialMemoryModel` plus a :class:`GlobalReasoning`."""
 
-    def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 0.25,
+    def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 50.0,
                  **memory):
         super().__init__(base, **memory)
         self.global_, self.delta = reasoning, delta
@@ -67,22 +67,21 @@ class FullModel(SpatialMemoryModel):
         both starting with the baseline's prediction; ``attention`` (K, 2 ITER - 1) over
         [local 0 .. ITER-1, global 1 .. ITER-1]."""
         base = self.base.regions(image, boxes)
-        feats = base["fc7"].detach()
-        adj = region_graph(boxes, image.shape[-2:], self.delta, keep)
+        adj = region_graph(boxes, self.delta, keep)
         st = self.start(base, boxes, keep)
-        memories = [st["memory"]]
+        memories, g_memory = [st["memory"]], self.global_.init_memory(base["fc7"].detach())
         _, confidence = self.read(st)
         local, global_ = [base["logits"]], [base["logits"]]
         local_conf, global_conf = [confidence], []
         for _ in range(1, self.iterations):
             self.write(st, global_[-1])  # the memory hears the global module's beliefs
             memories.append(st["memory"])
-            g, c = self.global_(feats, _probs(local[-1]), adj, keep)  # and vice versa
+            g, c, g_memory = self.global_(g_memory, _probs(local[-1]), adj, keep)  # and back
             l_logits, l_conf = self.read(st)
             local.append(l_logits)
             local_conf.append(l_conf)
             global_.append(g)
             global_conf.append(c)
-        final, attention = attend(local + global_[1:], local_conf + global_conf)
-        return {"final": final, "iterations": local, "attention": attention,
-                "memories": memories, "modules": {"local": local, "global": global_}}
+        modules = {"local": local, "global": global_}
+        return {**attend(candidate_logits(modules), local_conf + global_conf),
+                "iterations": local, "memories": memories, "modules": modules}

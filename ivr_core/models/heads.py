@@ -1,0 +1,98 @@
+"""What every reasoning model shares: layer inits, the candidates the attention weighs, the
+attention itself, and the losses (docs/design.md, "Attention" and "Losses").
+
+A *candidate* is one prediction of one module at one iteration. A model's ``modules`` maps a
+module name to its chain of logits, each chain starting with the baseline head's prediction
+(iteration 0, shared); the attention weighs every iteration of the first chain and the
+iterations >= 1 of the others, in that order (:func:`candidate_names`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def he_init(layer: nn.Module) -> nn.Module:
+    """Variance scaling (He, fan-in), zero biases: the authors' init of the context convs,
+    the input convs after the first and the read-out FCs."""
+    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def normal_init(layer: nn.Module, std: float = 0.01) -> nn.Module:
+    """N(0, std) weights, zero biases: the authors' init of classifiers, confidences and the
+    memory write."""
+    nn.init.normal_(layer.weight, std=std)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def candidate_names(modules: dict[str, list]) -> list[str]:
+    """``"<module> <iteration>"`` of every candidate, in the attention's order."""
+    return [f"{name} {i}" for j, (name, chain) in enumerate(modules.items())
+            for i in range(0 if j == 0 else 1, len(chain))]
+
+
+def candidate_logits(modules: dict[str, list[torch.Tensor]]) -> list[torch.Tensor]:
+    """The candidates' logits [N x (K, C)], in the order of :func:`candidate_names`."""
+    return [x for j, chain in enumerate(modules.values()) for x in chain[0 if j == 0 else 1:]]
+
+
+def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Softmax over the candidates' confidences per region: ``final`` (K, C), the
+    attention-weighted sum of the detached logits (only the confidences learn from the
+    final loss); ``attention`` (K, N); ``confidence`` (K, N), the scores before the softmax."""
+    confidence = torch.stack(confidences, dim=1)
+    attention = torch.softmax(confidence.float(), dim=1).to(confidence.dtype)
+    final = (attention[:, :, None] * torch.stack(logits, 1).detach()).sum(1)
+    return {"final": final, "attention": attention, "confidence": confidence}
+
+
+def attention_targets(logits: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
+    """Which candidate is right, per region: each candidate's probability of the true class,
+    normalised over the candidates (K, N); detached."""
+    p = torch.stack([torch.softmax(x.detach().float(), 1).gather(1, classes[:, None])[:, 0]
+                     for x in logits], 1)
+    return p / p.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: float) -> torch.Tensor:
+    """q = 1 - p(true class), set to beta where p >= 1 - beta, normalised to sum 1 (detached)."""
+    p = torch.softmax(logits.detach().float(), dim=1).gather(1, classes[:, None])[:, 0]
+    q = torch.where(p >= 1 - beta, torch.full_like(p, beta), 1 - p)
+    return q / q.sum().clamp_min(1e-12)
+
+
+def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_weight: float,
+                     final_weight: float, attention_weight: float) -> dict[str, torch.Tensor]:
+    """The losses of a reasoning model's ``outputs``:
+
+    - ``base``: CE of the shared first prediction (the baseline head);
+    - ``iter``: the mean over every later prediction of every chain of its hard-example
+      weighted CE (weights from the same chain's previous prediction), x ``iter_weight``;
+    - ``final``: CE of the attended logits, x ``final_weight`` (the authors' only signal
+      for the attention);
+    - ``attention`` (when ``attention_weight`` > 0): CE between the attention and
+      :func:`attention_targets`, x ``attention_weight``. Its gradient on a candidate's
+      confidence is not scaled by that candidate's current weight, so a candidate that
+      became right can win the attention back (with the final loss alone, the first
+      candidate to take the weight keeps it).
+    """
+    chains = list(outputs["modules"].values())
+    out = {"base": F.cross_entropy(chains[0][0], classes)}
+    terms = [(hard_example_weights(chain[i - 1], classes, beta)
+              * F.cross_entropy(chain[i], classes, reduction="none")).sum()
+             for chain in chains for i in range(1, len(chain))]
+    if terms:
+        out["iter"] = iter_weight * torch.stack(terms).mean()
+    out["final"] = final_weight * F.cross_entropy(outputs["final"], classes)
+    if attention_weight > 0:
+        targets = attention_targets(candidate_logits(outputs["modules"]), classes)
+        log_attention = torch.log_softmax(outputs["confidence"].float(), 1)
+        out["attention"] = attention_weight * -(targets * log_attention).sum(1).mean()
+    return out

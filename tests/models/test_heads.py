@@ -1,0 +1,131 @@
+"""The attention over candidates and its losses, the memory write's init, the TF1 resize of
+the memory init, and float32 memory bookkeeping under mixed precision."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ivr_core.models import BaselineModel, ResNetC4, SpatialMemoryModel
+from ivr_core.models.backbone import RandomInitWarning
+from ivr_core.models.heads import (attend, attention_targets, candidate_logits, candidate_names,
+                                   reasoning_losses)
+from ivr_core.models.memory import resize_bilinear_tf1
+
+SMALL_MEMORY = dict(channels=8, init_size=5, fc_dim=16, norm="group", norm_groups=4)
+
+
+def _memory_model(**kw):
+    with pytest.warns(RandomInitWarning):
+        backbone = ResNetC4("resnet18", weights="none", norm="bn", fixed_blocks=0, tail_stride=2)
+    return SpatialMemoryModel(BaselineModel(backbone, num_classes=4), **{**SMALL_MEMORY, **kw})
+
+
+def test_candidates_are_named_in_the_attentions_order():
+    a, b = torch.zeros(2, 3), torch.ones(2, 3)
+    modules = {"local": [a, b, b], "global": [a, b, b]}
+    assert candidate_names(modules) == ["local 0", "local 1", "local 2", "global 1", "global 2"]
+    assert len(candidate_logits(modules)) == 5
+    assert candidate_logits(modules)[0] is a  # the shared baseline prediction appears once
+
+
+def test_attention_targets_say_which_candidate_is_right():
+    classes = torch.tensor([0, 1])
+    right = torch.tensor([[5.0, 0.0], [0.0, 5.0]])  # confident and right for both regions
+    wrong = torch.tensor([[0.0, 5.0], [5.0, 0.0]])
+    t = attention_targets([wrong, right], classes)
+    assert torch.allclose(t.sum(1), torch.ones(2))
+    assert (t[:, 1] > 0.99).all()
+
+
+def test_a_candidate_with_no_weight_still_gets_a_gradient_from_the_attention_loss():
+    # the collapse: iteration 0 holds all the weight, iteration 1 is right but weighs ~1e-9.
+    # Through the final loss alone its confidence gets a gradient scaled by that weight;
+    # the attention loss gives it an O(1) push.
+    classes = torch.tensor([1, 1, 1])
+    useless = torch.zeros(3, 2)
+    right = torch.tensor([[0.0, 6.0]] * 3)
+    confidence = torch.tensor([[20.0, -1.0]] * 3, requires_grad=True)
+    out = attend([useless, right], list(confidence.unbind(1)))
+    outputs = {**out, "modules": {"local": [useless, right]}}
+    final_only = reasoning_losses(outputs, classes, 0.5, 1.0, 1.0, attention_weight=0.0)
+    grad_final, = torch.autograd.grad(final_only["final"], confidence)
+    outputs = {**attend([useless, right], list(confidence.unbind(1))),
+               "modules": {"local": [useless, right]}}
+    with_attention = reasoning_losses(outputs, classes, 0.5, 1.0, 1.0, attention_weight=1.0)
+    grad_att, = torch.autograd.grad(with_attention["attention"], confidence)
+    assert grad_final[:, 1].abs().max() < 1e-6
+    assert (grad_att[:, 1] < -0.1).all()  # descending raises iteration 1's confidence
+
+
+def _train_tiny(model, steps=60, seed=0):
+    """A few Adam steps on a toy task (the class is the colour of the box's inside)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        image = torch.zeros(1, 3, 96, 96)
+        boxes, classes = [], []
+        for _ in range(4):
+            x, y = torch.randint(0, 60, (2,), generator=g).tolist()
+            c = int(torch.randint(1, 4, (1,), generator=g))
+            image[0, c - 1, y:y + 30, x:x + 30] = 1.0
+            boxes.append([x, y, x + 29, y + 29])
+            classes.append(c)
+        boxes, classes = torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes)
+        out = model(image, boxes)
+        loss = sum(model.losses(out, classes).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return out
+
+
+@pytest.mark.slow
+def test_the_attention_moves_off_a_useless_first_iteration():
+    torch.manual_seed(0)
+    model = _memory_model(iterations=2)
+    with torch.no_grad():  # iteration 0 (the baseline head) predicts constant logits
+        model.base.cls.weight.zero_()
+        model.base.cls.bias.zero_()
+    model.base.cls.requires_grad_(False)
+    out = _train_tiny(model)
+    assert torch.equal(out["iterations"][0], torch.zeros_like(out["iterations"][0]))
+    assert out["attention"][:, 0].mean() < 0.25  # started at 0.5
+
+
+def test_memory_write_layers_start_with_the_authors_init():
+    torch.manual_seed(0)
+    model = _memory_model(channels=64, fc_dim=32, norm_groups=8)
+    write = [model.input_pool5[0], model.input_logits, *model.update.children()]
+    for layer in write:
+        assert layer.weight.std().item() == pytest.approx(0.01, rel=0.15)
+        assert layer.bias is None or not layer.bias.any()
+    he = _memory_model(channels=64, fc_dim=32, norm_groups=8, write_init="he")
+    assert he.update.n_a.weight.std() > 5 * model.update.n_a.weight.std()
+    # the read path keeps variance scaling, as the authors' context convs and FCs do
+    assert model.context.first[0].weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.15)
+
+
+def test_tf1_legacy_resize_by_hand():
+    # TF1 resize_bilinear, align_corners=False, no half-pixel centres: out[i] = in at i * 2 / 4
+    x = torch.tensor([[[[0.0, 10.0], [20.0, 30.0]]]])
+    out = resize_bilinear_tf1(x, (4, 4))
+    assert out[0, 0, 0].tolist() == [0.0, 5.0, 10.0, 10.0]  # sources 0, 0.5, 1, 1.5 -> clamped
+    assert out[0, 0, :, 0].tolist() == [0.0, 10.0, 20.0, 20.0]
+    assert out[0, 0, 1, 1].item() == 15.0  # (0.5, 0.5): mean of the four
+    down = resize_bilinear_tf1(torch.arange(16.0).view(1, 1, 4, 4), (2, 2))
+    assert down[0, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]  # sources 0 and 2
+
+
+def test_memory_count_is_exact_under_bf16_autocast():
+    model = _memory_model(iterations=2)
+    k = 1000
+    boxes = torch.tensor([[10.0, 10.0, 60.0, 60.0]] * k)
+    image = torch.randn(1, 3, 96, 96)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        base = model.base.regions(image, boxes)
+        st = model.start(base, boxes, None)
+        assert st["count"].dtype == torch.float32 and st["memory"].dtype == torch.float32
+        assert st["count"].max().item() == k  # 1000 is not representable in bf16 (992, 1008)
+        model.write(st, base["logits"])
+    assert st["memory"].dtype == torch.float32

@@ -31,6 +31,10 @@ def results_table(results: dict[str, dict], title: str) -> Table:
                      for i, r in enumerate(chain)]
         elif len(res.get("iterations", [])) > 1:
             rows += [(f"iter {i}", r) for i, r in enumerate(res["iterations"])]
+        if "best_candidate" in res:
+            rows.append(("best single candidate",
+                         {k: v["value"] for k, v in res["best_candidate"].items()}))
+            rows.append(("oracle (best candidate per region)", res["oracle"]))
         if "context" in res:
             rows.append(("context classes, final", res["context"]))
             if len(res["context"].get("iterations", [])) > 1:

@@ -41,7 +41,7 @@ class MetricsLog:
         write_text(self.path, "".join(line + "\n" for line in kept))
 
     def _reset(self) -> None:
-        self._images, self._loss, self._parts = 0, None, {}
+        self._images, self._loss, self._parts, self._attention = 0, None, {}, {}
         self._steps, self._step_s, self._data_s, self._lr = 0, 0.0, 0.0, 0.0
 
     def __enter__(self) -> "MetricsLog":
@@ -61,12 +61,15 @@ class MetricsLog:
         if self._tb:
             self._tb.close()
 
-    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
-        """One image's loss and its components (device tensors, not read here)."""
+    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor],
+            attention: dict[str, torch.Tensor] | None = None) -> None:
+        """One image's loss, its components and the attention's mean weight per candidate
+        (device tensors, not read here)."""
         self._images += 1
         self._loss = loss.detach() if self._loss is None else self._loss + loss.detach()
-        for k, v in parts.items():
-            self._parts[k] = v.detach() + self._parts[k] if k in self._parts else v.detach()
+        for sums, values in ((self._parts, parts), (self._attention, attention or {})):
+            for k, v in values.items():
+                sums[k] = v.detach() + sums[k] if k in sums else v.detach()
 
     def time(self, lr: float, step_s: float, data_s: float) -> None:
         """One step's learning rate, duration and wait for data."""
@@ -81,6 +84,7 @@ class MetricsLog:
         images = max(self._images, 1)
         local = {"loss": float(self._loss) / images if self._loss is not None else float("nan"),
                  "losses": {k: float(v) / images for k, v in self._parts.items()},
+                 "attention": {k: float(v) / images for k, v in self._attention.items()},
                  "s_per_iter": self._step_s / max(self._steps, 1),
                  "data_s": self._data_s / max(self._steps, 1)}
         everyone = world.gather(local)
@@ -93,6 +97,9 @@ class MetricsLog:
                   "losses": {k: sum(r["losses"].get(k, 0.0) for r in everyone) / n
                              for k in everyone[0]["losses"]},
                   "lr": lr, "s_per_iter": max(r["s_per_iter"] for r in everyone),
+                  **({"attention": {k: sum(r["attention"].get(k, 0.0) for r in everyone) / n
+                                    for k in everyone[0]["attention"]}}
+                     if everyone[0]["attention"] else {}),
                   "data_s": max(r["data_s"] for r in everyone), "time": time.time()}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -100,6 +107,8 @@ class MetricsLog:
             self._tb.add_scalar("loss/total", record["loss"], iteration)
             for k, v in record["losses"].items():
                 self._tb.add_scalar(f"loss/{k}", v, iteration)
+            for k, v in record.get("attention", {}).items():
+                self._tb.add_scalar(f"attention/{k}", v, iteration)
             self._tb.add_scalar("lr", record["lr"], iteration)
             self._tb.add_scalar("s_per_iter", record["s_per_iter"], iteration)
         return record

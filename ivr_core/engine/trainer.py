@@ -35,6 +35,7 @@ from ivr_core.envinfo import collect as collect_env
 from ivr_core.graph.knowledge import load_graph
 from ivr_core.errors import IvrError
 from ivr_core.models import build_model, model_from_state
+from ivr_core.models.heads import candidate_names
 from ivr_core.utils.io import write_json, write_text
 from ivr_core.utils.progress import make_progress
 
@@ -223,9 +224,10 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         classes = sample["classes"].to(device, non_blocking=True)
         with contextlib.nullcontext() if sync or world.size == 1 else net.no_sync():
             with autocast(cfg.runtime, device):
-                parts = model.losses(net(image, boxes), classes)
+                outputs = net(image, boxes)
+                parts = model.losses(outputs, classes)
             scaler.scale(sum(parts.values()) * weight).backward()
-        return parts
+        return parts, outputs
 
     with _catch_signals(stop), log, progress if show_progress else _null():
         task = progress.add_task(f"train {cfg.model.type}", total=t.iters, completed=start,
@@ -256,11 +258,11 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
                 batch = good or [last_good]
                 weight = 1.0 / len(good) if good else 0.0
                 for j, sample in enumerate(batch):
-                    parts = one_image(sample, weight, sync=j == len(batch) - 1)
+                    parts, outputs = one_image(sample, weight, sync=j == len(batch) - 1)
                     if good:
                         loss = sum(parts.values())
                         nonfinite.add(it + 1, loss)
-                        log.add(loss=loss, parts=parts)
+                        log.add(loss=loss, parts=parts, attention=attention_means(outputs))
                 scaler.step(optimizer)
                 scaler.update()
                 updates += bool(good)
@@ -293,6 +295,15 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
         raise IvrError(f"stopped by {name} at iteration {it}; checkpoint {last_path}; "
                        "continue with the same command and --resume")
     return TrainResult(run_dir, it, last_path, time.perf_counter() - began, start)
+
+
+def attention_means(outputs: dict) -> dict[str, torch.Tensor]:
+    """The attention's mean weight of each candidate over one image's regions (on the
+    device), by candidate name; empty for models without attention."""
+    if "attention" not in outputs:
+        return {}
+    means = outputs["attention"].detach().float().mean(0)
+    return dict(zip(candidate_names(outputs["modules"]), means.unbind()))
 
 
 def _status(record: dict) -> str:

@@ -1,4 +1,5 @@
-"""``ivr test``: score every region of a split with a checkpoint and evaluate (DESIGN §5)."""
+"""``ivr test``: score every region of a split with a checkpoint and evaluate (docs/design.md,
+"Metrics")."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.runtime import setup
 from ivr_core.engine.trainer import check_compatible
 from ivr_core.errors import IvrError
-from ivr_core.evaluation.metrics import evaluate
+from ivr_core.evaluation.metrics import HEADLINE_KEYS, evaluate
 from ivr_core.models import model_from_state
+from ivr_core.models.heads import candidate_logits, candidate_names
 from ivr_core.models.backbone import FEATURE_STRIDE
 from ivr_core.utils.io import write_json
 from ivr_core.utils.progress import progress_bar
@@ -52,7 +54,8 @@ def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.
     model.eval()
     mine = Subset(dataset, range(world.rank, len(dataset), world.size))
     loader = DataLoader(mine, batch_size=None, num_workers=workers)
-    final, iterations, modules, gt, image, skipped = [], [], [], [], [], []
+    final, iterations, modules, gt, image, skipped, attention = [], [], [], [], [], [], []
+    module_names: list[str] = []
     probs = lambda xs: torch.stack([torch.softmax(x.float(), 1) for x in xs]).cpu()  # noqa: E731
     for sample in progress_bar(loader, len(mine), "test", enabled=show_progress and world.main):
         if "error" in sample:
@@ -63,20 +66,28 @@ def predict_split(model: torch.nn.Module, dataset: RegionDataset, device: torch.
                     None if keep is None else keep.to(device))
         final.append(torch.softmax(out["final"].float(), 1).cpu())
         iterations.append(probs(out["iterations"]))
-        modules.append({k: probs(v) for k, v in out.get("modules", {}).items()})
+        module_names = list(out.get("modules", {}))
+        if len(module_names) > 1:  # a single chain is ``iterations`` itself
+            modules.append({k: probs(v) for k, v in out["modules"].items()})
+        if "attention" in out:
+            attention.append(out["attention"].float().cpu())
         gt.append(sample["classes"])
         image.append(torch.full_like(sample["classes"], sample["index"]))
-    parts = world.gather((final, iterations, modules, gt, image, skipped))
-    final, iterations, modules, gt, image, skipped = (
-        [x for p in parts for x in p[i]] for i in range(6))
+    parts = world.gather((final, iterations, modules, gt, image, skipped, attention,
+                          module_names))
+    final, iterations, modules, gt, image, skipped, attention = (
+        [x for p in parts for x in p[i]] for i in range(7))
+    module_names = next((p[7] for p in parts if p[7]), [])
     if not final:
         raise IvrError(f"{dataset.split.path} has no image with regions to evaluate")
     order = np.argsort(np.array([int(x[0]) for x in image]), kind="stable")  # dataset order
     pick = lambda xs: [xs[i] for i in order]  # noqa: E731
-    names = modules[0].keys() if len(modules[0]) > 1 else []
+    names = module_names if modules else []
     return {"final": torch.cat(pick(final)).numpy(),
             "iterations": torch.cat(pick(iterations), 1).numpy(),
             "modules": {k: torch.cat(pick([m[k] for m in modules]), 1).numpy() for k in names},
+            "module_names": module_names,
+            "attention": torch.cat(pick(attention)).numpy() if attention else None,
             "gt": torch.cat(pick(gt)).numpy(), "image": torch.cat(pick(image)).numpy(),
             "skipped": skipped}
 
@@ -91,21 +102,58 @@ def _headline(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "per_class"}
 
 
+def candidates(pred: dict) -> dict[str, np.ndarray]:
+    """The probabilities (N, C) of every candidate the attention weighs, by name, in the
+    attention's order (empty for a model with a single prediction)."""
+    if len(pred["iterations"]) < 2 and not pred.get("modules"):
+        return {}
+    chains = pred.get("modules") or {(pred.get("module_names") or ["local"])[0]:
+                                     list(pred["iterations"])}
+    return dict(zip(candidate_names(chains), candidate_logits(chains)))
+
+
+def compare_candidates(pred: dict, cands: dict[str, np.ndarray],
+                       classes: list[int] | None = None) -> dict:
+    """Each candidate's headline metrics, the best single candidate per metric, and the
+    oracle: for each region the candidate giving its true class the highest probability."""
+    gt = pred["gt"]
+    per = {name: _headline(evaluate(p, gt, classes=classes)) for name, p in cands.items()}
+    rows = np.arange(len(gt))
+    oracle, best_true = next(iter(cands.values())).copy(), np.full(len(gt), -1.0)
+    for p in cands.values():
+        better = p[rows, gt] > best_true
+        oracle[better], best_true[better] = p[better], p[rows, gt][better]
+    best = {}
+    for key in HEADLINE_KEYS:
+        name = max(per, key=lambda n: per[n][key])
+        best[key] = {"candidate": name, "value": per[name][key]}
+    return {"candidates": per, "best_candidate": best,
+            "oracle": _headline(evaluate(oracle, gt, classes=classes))}
+
+
 def summarize(pred: dict[str, np.ndarray], split: PreparedSplit) -> dict:
-    """Metrics of the final output, of each iteration and, when the split defines them, of
-    the context-dependent classes."""
+    """Metrics of the final output, of each iteration, of every candidate of the attention
+    (with the best one and the oracle) and, when the split defines them, of the
+    context-dependent classes."""
     classes = split.classes
     results = _named(evaluate(pred["final"], pred["gt"]), classes)
     results["iterations"] = [_named(evaluate(p, pred["gt"]), classes) for p in pred["iterations"]]
     if pred.get("modules"):  # global and full models: every module at every iteration
         results["modules"] = {name: [_headline(evaluate(p, pred["gt"])) for p in chain]
                               for name, chain in pred["modules"].items()}
+    cands = candidates(pred)
+    if cands:
+        results.update(compare_candidates(pred, cands))
+        if pred.get("attention") is not None:
+            results["attention_mean"] = dict(zip(cands, pred["attention"].mean(0).tolist()))
     context_ids = [classes.index(c) for c in split.context_classes if c in classes]
     if context_ids:
         context = _named(evaluate(pred["final"], pred["gt"], classes=context_ids), classes)
         context["classes"] = [classes[i] for i in context_ids]
         context["iterations"] = [_named(evaluate(p, pred["gt"], classes=context_ids), classes)
                                  for p in pred["iterations"]]
+        if cands:
+            context.update(compare_candidates(pred, cands, context_ids))
         results["context"] = context
     return results
 

@@ -415,3 +415,18 @@ def test_matches_brute_force_on_larger_data(decimals):
     gt = rng.integers(1, c, n)
     _assert_matches_brute(scores, gt)
     _assert_matches_brute(scores, gt, classes={1, 3})
+
+
+def test_best_candidate_and_oracle_by_hand():
+    from ivr_core.evaluation.tester import candidates, compare_candidates
+    gt = np.array([1, 2, 1, 2])
+    a = np.array([[0, .9, .1], [0, .8, .2], [0, .9, .1], [0, .8, .2]])  # right on regions 0, 2
+    b = np.array([[0, .2, .8], [0, .1, .9], [0, .2, .8], [0, .1, .9]])  # right on regions 1, 3
+    pred = {"gt": gt, "iterations": np.stack([a, b]), "modules": {}, "module_names": ["local"]}
+    cands = candidates(pred)
+    assert list(cands) == ["local 0", "local 1"]
+    out = compare_candidates(pred, cands)
+    assert out["candidates"]["local 0"]["inst_ac"] == 0.5
+    assert out["best_candidate"]["inst_ac"]["value"] == 0.5
+    assert out["oracle"]["inst_ac"] == 1.0 and out["oracle"]["cls_ap"] == 1.0
+    assert candidates({**pred, "iterations": a[None]}) == {}  # one prediction: no candidates

@@ -11,6 +11,8 @@ Examples::
     ivr demo                         # writes ivr-demo/{data,baseline,memory}
     ivr demo --models baseline,memory,full   # adds the global module (local + global)
     ivr demo --out /tmp/demo --seed 1
+    ivr demo --models memory,full,full-empty,full-shuffled,global   # the global module's controls
+    ivr demo --task rooms --out ivr-demo-rooms   # a second context task
 """
 
 from __future__ import annotations
@@ -39,18 +41,45 @@ from ivr_core.report import write_report
 from ivr_core.evaluation.tester import run_test
 
 VISUALIZE = 4  # test images drawn for the report (labels, iterations, memory, attention)
+CONTROLS = ("empty", "shuffled")  # graph.knowledge of the control runs
+
+
+def parse_models(models: str) -> dict[str, dict]:
+    """``--models`` -> {run name: config shortcuts}. A name is a model type, or ``global`` /
+    ``full`` with ``-empty`` or ``-shuffled``: the controls trained with an empty or a
+    shuffled knowledge graph (``graph.knowledge``)."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    runs = {}
+    for name in names:
+        kind, _, knowledge = name.partition("-")
+        if (kind not in MODEL_TYPES or (knowledge and (kind not in ("global", "full")
+                                                       or knowledge not in CONTROLS))):
+            runs = {}
+            break
+        runs[name] = {"model__type": kind, "graph__knowledge": knowledge or None}
+    if not runs or len(runs) < len(names):
+        raise IvrError(f"--models takes distinct names among {', '.join(MODEL_TYPES)}, or "
+                       f"global/full with -{' or -'.join(CONTROLS)} (knowledge-graph "
+                       f"controls), got '{models}'")
+    return runs
 
 
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the data and the two run folders.")]
+    out: Annotated[Path, typer.Option(help="Folder for the data and the run folders.")]
     = Path("ivr-demo"),
     seed: Annotated[int, typer.Option(help="Seed of the generated data and of training.")] = 0,
     iters: Annotated[Optional[int], typer.Option(
         help="Training iterations per model [default: the preset's].")] = None,
     images: Annotated[int, typer.Option(help="Synthetic images to generate.")] = 900,
+    task: Annotated[str, typer.Option(
+        help="Synthetic context task: containers (context from the container a square is "
+             "in, or that a plate belongs to) or rooms (from the floor's texture, or the "
+             "furniture a knob is on).")] = "containers",
     models: Annotated[str, typer.Option(
-        help="Comma-separated models to train and compare: baseline, memory, global, full; "
-             "the first is the reference of the differences.")] = "baseline,memory",
+        help="Comma-separated models to train and compare: baseline, memory, global, full, "
+             "and the controls full-empty, full-shuffled (knowledge graph without edges, "
+             "or with its edges between random classes); the first is the reference of "
+             "the differences.")] = "baseline,memory",
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,
@@ -60,35 +89,41 @@ def demo(
 
     Example: ivr demo --out ivr-demo
     """
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    if not names or any(m not in MODEL_TYPES for m in names) or len(set(names)) < len(names):
-        raise IvrError(f"--models takes distinct names among {', '.join(MODEL_TYPES)}, "
-                       f"got '{models}'")
+    runs = parse_models(models)
+    if task not in synthetic.TASKS:
+        raise IvrError(f"--task must be one of {', '.join(synthetic.TASKS)}, got '{task}'")
     data_dir = out / "data"
+    configs = {name: resolve([preset_path("demo"), *(config or [])], set_,
+                             data__dir=str(data_dir), data__min_count=5, train__seed=seed,
+                             train__iters=iters, runtime__device=device, **shortcuts)
+               for name, shortcuts in runs.items()}  # every config checked before any work
     if not all((data_dir / prepared_name(s, 5)).is_file() for s in SPLITS):
-        generate_synthetic(data_dir, images, seed, force=True, workers=None, quiet=quiet)
+        generate_synthetic(data_dir, images, seed, force=True, workers=None, quiet=quiet,
+                           task=task)
+        context = synthetic.task_module(task).CONTEXT_CLASSES
         print_report(prepare_ade(data_dir, data_dir, 5, data_dir, SPLITS,
-                                 extra={"context_classes": list(synthetic.CONTEXT_CLASSES)},
+                                 extra={"context_classes": list(context)},
                                  show_progress=not quiet))
     train_split = load_prepared(data_dir, "train", 5)
+    if list(train_split.context_classes) != list(synthetic.task_module(task).CONTEXT_CLASSES):
+        raise IvrError(f"{data_dir} holds the data of another synthetic task than '{task}'; "
+                       "choose another --out")
     if not graph_path(train_split).is_file():
-        mine(train_split)
+        mine(train_split, next(iter(configs.values())).graph)
     results = {}
     err.print("training from random init (the demo needs no ImageNet weights)")
-    for model in names:
-        cfg = resolve([preset_path("demo"), *(config or [])], set_, model__type=model,
-                      data__dir=str(data_dir), data__min_count=5, train__seed=seed,
-                      train__iters=iters, runtime__device=device)
+    for name, cfg in configs.items():
         with warnings.catch_warnings():  # the preset trains from scratch on purpose
             warnings.simplefilter("ignore", RandomInitWarning)
-            trained = run_train(cfg, out / model, resume=True, show_progress=not quiet,
+            trained = run_train(cfg, out / name, resume=True, show_progress=not quiet,
                                 console=err)
-        console.print(f"{model}: {trained.iterations} iterations, "
+        console.print(f"{name}: {trained.iterations} iterations, "
                       f"{trained.seconds:.0f} s this session")
-        results[model] = run_test(trained.checkpoint, cfg, load_checkpoint(trained.checkpoint),
-                                  out=out / model / "results.json", show_progress=not quiet,
-                                  visualize=VISUALIZE)
-    console.print(results_table(results, f"ivr demo (seed {seed}): synthetic test split"))
+        results[name] = run_test(trained.checkpoint, cfg, load_checkpoint(trained.checkpoint),
+                                 out=out / name / "results.json", show_progress=not quiet,
+                                 visualize=VISUALIZE)
+    console.print(results_table(results, f"ivr demo ({task}, seed {seed}): synthetic test split"))
+    names = list(runs)
     ref = results[names[0]]
     for name in names[1:]:
         r = results[name]
@@ -97,5 +132,5 @@ def demo(
                       f"{r['context']['cls_ap'] - ref['context']['cls_ap']:+.3f}")
     console.print("results: " + ", ".join(str(out / m / "results.json") for m in names))
     report = write_report([out / m for m in names], out / "report.html",
-                          title=f"ivr demo (seed {seed})")
+                          title=f"ivr demo ({task}, seed {seed})")
     console.print(f"report: {report}")

@@ -7,6 +7,7 @@ Examples::
     ivr prepare-data --ade-root data/ADE               # the authors' split, shipped with ivr
     ivr prepare-data --ade-root data/ADE --out data/prepared --min-count 5
     ivr prepare-data --synthetic --out data/synthetic --images 900 --seed 0
+    ivr prepare-data --synthetic --task rooms --out data/rooms
     ivr prepare-data --coco annotations/instances_train2014.json --images train2014 \
         --coco annotations/instances_valminusminival2014.json --images val2014 --name trainval
     ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 \
@@ -23,7 +24,7 @@ from typing import Annotated, Optional
 import typer
 
 from ivr_cli.display import err as console
-from ivr_cli.options import Quiet
+from ivr_cli.options import ConfigFiles, Quiet, SetItems, resolve
 from ivr_core.data import synthetic
 from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
 from ivr_core.data.coco import MISSING_FILE, REASONS, CocoReport, prepare_coco
@@ -58,9 +59,14 @@ def prepare_data(
                               "1/6 mval, 1/6 mtest). COCO: the folder holding the images of "
                               "each --coco file, in order (or one for all).")] = None,
     seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
+    task: Annotated[str, typer.Option(
+        help="Synthetic: which context task to draw: containers (the demo's) or rooms.")]
+    = "containers",
     force: Annotated[bool, typer.Option(help="Synthetic: replace an existing dataset.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes [default: CPU count, "
                                                         "at most 8].")] = None,
+    config: ConfigFiles = None,
+    set_: SetItems = None,
     quiet: Quiet = False,
 ) -> None:
     """Prepare ADE20K, COCO-format annotations or the synthetic dataset for training and testing.
@@ -71,6 +77,7 @@ def prepare_data(
     """
     if (ade_root is not None) + synthetic_ + bool(coco) != 1:
         raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
+    graph_settings = resolve(config, set_).graph  # for the knowledge graph mined at the end
     if coco:
         if not images or not name:
             raise IvrError("--coco needs --images DIR (the folder holding its images) and "
@@ -81,18 +88,20 @@ def prepare_data(
     count = _image_count(images) if synthetic_ else 900
     if min_count < 0 or count < 6 or (workers is not None and workers < 1):
         raise IvrError("--min-count must be >= 0, --images >= 6 and --workers >= 1")
+    if task not in synthetic.TASKS:
+        raise IvrError(f"--task must be one of {', '.join(synthetic.TASKS)}, got '{task}'")
     if synthetic_:
         out = out or Path("data/synthetic")
-        generate_synthetic(out, count, seed, force, workers, quiet)
+        generate_synthetic(out, count, seed, force, workers, quiet, task)
         split_dir, ade_root = out, out
-        extra = {"context_classes": list(synthetic.CONTEXT_CLASSES)}
+        extra = {"context_classes": list(synthetic.task_module(task).CONTEXT_CLASSES)}
     else:
         extra = None
     report = prepare_ade(ade_root, split_dir or DEFAULT_SPLIT_DIR, min_count, out, SPLITS,
                          workers, extra=extra, show_progress=not quiet)
     print_report(report)
     train = next(s for s in report.splits if s.split == "train")
-    mine(load_prepared(train.path.parent, "train", min_count))
+    mine(load_prepared(train.path.parent, "train", min_count), graph_settings)
 
 
 def _image_count(images: list[str] | None) -> int:
@@ -105,7 +114,7 @@ def _image_count(images: list[str] | None) -> int:
 
 
 def generate_synthetic(out: Path, images: int, seed: int, force: bool,
-                       workers: int | None, quiet: bool) -> None:
+                       workers: int | None, quiet: bool, task: str = "containers") -> None:
     """Generate into a temp folder beside ``out`` and move it in place when complete."""
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -115,13 +124,14 @@ def generate_synthetic(out: Path, images: int, seed: int, force: bool,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         synthetic.generate(tmp, images=images, seed=seed, workers=workers,
-                           show_progress=not quiet)
+                           show_progress=not quiet, task=task)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    console.print(f"generated {images} synthetic images in {out} (seed {seed})")
+    console.print(f"generated {images} synthetic images of the {task} task in {out} "
+                  f"(seed {seed})")
 
 
 def print_report(report: PrepareReport) -> None:

@@ -15,6 +15,10 @@ the classes and the container elsewhere in the image. Unambiguous shapes, a ``le
 ``right arrow`` pair, labelled ``wheel`` parts and two classes rarer than the default count
 threshold complete it. Everything is drawn from ``numpy.random.default_rng((seed, index))``,
 so a seed gives the same dataset whatever the number of processes.
+
+This is the ``containers`` task, the demo's; :mod:`ivr_core.data.synthetic_rooms` draws a
+second one (``rooms``) with another layout and other kinds of cues. Both are written by
+:func:`generate`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ SHAPE_BGR = {"disc": (200, 60, 60), "triangle": (40, 160, 40), "cross": (120, 20
              "left arrow": (20, 140, 250), "right arrow": (20, 140, 250),
              "star": (0, 215, 255), "hexagon": (140, 140, 20)}
 NAMES = ("-", *CONTAINERS, *CONTEXT.values(), *PLATES.values(), "wheel", *SHAPES, *RARE)
-CODE = {name: i for i, name in enumerate(NAMES)}
 CONTEXT_CLASSES = tuple(n.replace(" ", "_") for n in (*CONTEXT.values(), *PLATES.values()))
 SPLIT_FRACTIONS = {"train": 2 / 3, "mval": 1 / 6, "mtest": 1 / 6}
 WINDOW_BGR = (235, 220, 175)  # identical light blue for every window class
@@ -280,8 +283,24 @@ def render(seed: int, index: int, size: tuple[int, int] = (320, 320)) -> Scene:
     return scene
 
 
-def _masks_and_atr(scene: Scene, rng) -> tuple[list[np.ndarray], str]:
+TASKS = ("containers", "rooms")  # containers: the demo's; rooms: ivr_core.data.synthetic_rooms
+
+
+def task_module(task: str):
+    """The module drawing ``task``: it has ``render(seed, index, size)``, ``NAMES`` (line 0
+    is the background slot) and ``CONTEXT_CLASSES``."""
+    if task == "containers":
+        import ivr_core.data.synthetic as module
+    elif task == "rooms":
+        import ivr_core.data.synthetic_rooms as module
+    else:
+        raise ValueError(f"unknown synthetic task {task!r}; known: {', '.join(TASKS)}")
+    return module
+
+
+def _masks_and_atr(scene: Scene, rng, names: tuple[str, ...]) -> tuple[list[np.ndarray], str]:
     """ADE encoding: R/10*256 + G = class, B = instance value; atr lists instances by rank."""
+    code = {name: i for i, name in enumerate(names)}
     h, w = scene.image.shape[:2]
     lines, masks = [], []
     for level in (0, 1):
@@ -291,8 +310,8 @@ def _masks_and_atr(scene: Scene, rng) -> tuple[list[np.ndarray], str]:
         values = np.sort(rng.choice(np.arange(1, 256), size=len(insts), replace=False))
         visible = []
         for inst, value in zip(insts, values):  # later instances occlude earlier ones
-            code = CODE[inst.name]
-            mask[inst.mask] = (value, code % 256, code // 256 * 10)
+            c = code[inst.name]
+            mask[inst.mask] = (value, c % 256, c // 256 * 10)
         present = np.unique(mask[:, :, 0])
         for inst, value in zip(insts, values):
             if value in present:
@@ -310,9 +329,10 @@ def _image_path(split: str, index: int) -> str:
 
 
 def _write_one(args) -> dict[str, int]:
-    root, seed, index, rel, size = args
-    scene = render(seed, index, size)
-    masks, atr = _masks_and_atr(scene, np.random.default_rng((seed, index, 1)))
+    root, seed, index, rel, size, task = args
+    module = task_module(task)
+    scene = module.render(seed, index, size)
+    masks, atr = _masks_and_atr(scene, np.random.default_rng((seed, index, 1)), module.NAMES)
     path = Path(root) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -328,8 +348,10 @@ def _write_one(args) -> dict[str, int]:
 
 def generate(root: str | os.PathLike, images: int = 900, seed: int = 0,
              size: tuple[int, int] = (320, 320), workers: int | None = None,
-             show_progress: bool = True) -> Path:
-    """Write the dataset under ``root``: images, masks, atr files, split and name files."""
+             show_progress: bool = True, task: str = "containers") -> Path:
+    """Write the dataset of ``task`` under ``root``: images, masks, atr files, split and
+    name files, and ``context_classes.txt``."""
+    module = task_module(task)
     if images < 6:
         raise ValueError("the synthetic dataset needs at least 6 images (2 per split)")
     root = Path(root)
@@ -337,10 +359,10 @@ def generate(root: str | os.PathLike, images: int = 900, seed: int = 0,
     n_mval = (images - n_train) // 2
     splits = {"train": range(n_train), "mval": range(n_train, n_train + n_mval),
               "mtest": range(n_train + n_mval, images)}
-    jobs = [(str(root), seed, i, _image_path(split, i), size)
+    jobs = [(str(root), seed, i, _image_path(split, i), size, task)
             for split, ids in splits.items() for i in ids]
     workers = workers or min(8, os.cpu_count() or 1)
-    totals = dict.fromkeys(NAMES[1:], 0)
+    totals = dict.fromkeys(module.NAMES[1:], 0)
     with mp.get_context("fork" if os.name == "posix" else None).Pool(workers) as pool:
         for counts in progress_bar(pool.imap(_write_one, jobs, chunksize=8), len(jobs),
                                    "generate", enabled=show_progress):
@@ -348,7 +370,8 @@ def generate(root: str | os.PathLike, images: int = 900, seed: int = 0,
                 totals[name] += c
     for split, ids in splits.items():
         write_text(root / f"{split}.txt", "".join(_image_path(split, i) + "\n" for i in ids))
-    write_text(root / "objectnames.txt", "".join(f"{n} \n" for n in NAMES))
-    write_text(root / "objectcounts.txt", "0\n" + "".join(f"{totals[n]}\n" for n in NAMES[1:]))
-    write_text(root / "context_classes.txt", "".join(n + "\n" for n in CONTEXT_CLASSES))
+    write_text(root / "objectnames.txt", "".join(f"{n} \n" for n in module.NAMES))
+    write_text(root / "objectcounts.txt",
+               "0\n" + "".join(f"{totals[n]}\n" for n in module.NAMES[1:]))
+    write_text(root / "context_classes.txt", "".join(n + "\n" for n in module.CONTEXT_CLASSES))
     return root

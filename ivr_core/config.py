@@ -59,6 +59,7 @@ class MemoryConfig:
     iter_loss_weight: float = 1.0
     final_loss_weight: float = 1.0
     attention_loss_weight: float = 1.0  # attention also trained on which candidate is right; 0 = the authors' (final loss only)
+    attention_target: str = "right"  # right (the candidates whose top class is true) | probability (of the true class)
     norm: str = "none"  # none | group: group norm inside the memory convs
     norm_groups: int = 32
     write_init: str = "authors"  # memory write layers: authors (N(0, 0.01)) | he (variance scaling)
@@ -205,6 +206,7 @@ def validate(cfg: Config) -> Config:
     choice("model.norm", m.norm, ("frozen_bn", "bn"))
     choice("memory.norm", mem.norm, ("none", "group"))
     choice("memory.write_init", mem.write_init, ("authors", "he"))
+    choice("memory.attention_target", mem.attention_target, ("right", "probability"))
     choice("graph.knowledge", g.knowledge, ("mined", "empty", "shuffled"))
     choice("train.optimizer", t.optimizer, ("sgd", "adamw"))
     choice("train.schedule", t.schedule, ("step", "cosine"))

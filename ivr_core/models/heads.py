@@ -53,12 +53,23 @@ def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor]) -> dict[
     return {"final": final, "attention": attention, "confidence": confidence}
 
 
-def attention_targets(logits: list[torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
-    """Which candidate is right, per region: each candidate's probability of the true class,
-    normalised over the candidates (K, N); detached."""
-    p = torch.stack([torch.softmax(x.detach().float(), 1).gather(1, classes[:, None])[:, 0]
-                     for x in logits], 1)
-    return p / p.sum(1, keepdim=True).clamp_min(1e-12)
+ATTENTION_TARGETS = ("right", "probability")
+
+
+def attention_targets(logits: list[torch.Tensor], classes: torch.Tensor,
+                      kind: str = "right") -> torch.Tensor:
+    """Which candidate is right, per region (K, N), detached. ``right``: uniform over the
+    candidates whose top class is the true one (where none is, as ``probability``);
+    ``probability``: each candidate's probability of the true class, normalised over the
+    candidates."""
+    probs = [torch.softmax(x.detach().float(), 1) for x in logits]
+    p = torch.stack([q.gather(1, classes[:, None])[:, 0] for q in probs], 1)
+    soft = p / p.sum(1, keepdim=True).clamp_min(1e-12)
+    if kind == "probability":
+        return soft
+    right = torch.stack([q.argmax(1) == classes for q in probs], 1).float()
+    count = right.sum(1, keepdim=True)
+    return torch.where(count > 0, right / count.clamp_min(1), soft)
 
 
 def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: float) -> torch.Tensor:
@@ -69,7 +80,8 @@ def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: floa
 
 
 def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_weight: float,
-                     final_weight: float, attention_weight: float) -> dict[str, torch.Tensor]:
+                     final_weight: float, attention_weight: float,
+                     attention_target: str = "right") -> dict[str, torch.Tensor]:
     """The losses of a reasoning model's ``outputs``:
 
     - ``base``: CE of the shared first prediction (the baseline head);
@@ -78,10 +90,10 @@ def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_wei
     - ``final``: CE of the attended logits, x ``final_weight`` (the authors' only signal
       for the attention);
     - ``attention`` (when ``attention_weight`` > 0): CE between the attention and
-      :func:`attention_targets`, x ``attention_weight``. Its gradient on a candidate's
-      confidence is not scaled by that candidate's current weight, so a candidate that
-      became right can win the attention back (with the final loss alone, the first
-      candidate to take the weight keeps it).
+      :func:`attention_targets` of kind ``attention_target``, x ``attention_weight``. Its
+      gradient on a candidate's confidence is not scaled by that candidate's current
+      weight, so a candidate that became right can win the attention back (with the final
+      loss alone, the first candidate to take the weight keeps it).
     """
     chains = list(outputs["modules"].values())
     out = {"base": F.cross_entropy(chains[0][0], classes)}
@@ -92,7 +104,8 @@ def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_wei
         out["iter"] = iter_weight * torch.stack(terms).mean()
     out["final"] = final_weight * F.cross_entropy(outputs["final"], classes)
     if attention_weight > 0:
-        targets = attention_targets(candidate_logits(outputs["modules"]), classes)
+        targets = attention_targets(candidate_logits(outputs["modules"]), classes,
+                                    attention_target)
         log_attention = torch.log_softmax(outputs["confidence"].float(), 1)
         out["attention"] = attention_weight * -(targets * log_attention).sum(1).mean()
     return out

@@ -58,8 +58,7 @@ class MemoryConfig:
     beta: float = 0.5  # hard-example weighting threshold
     iter_loss_weight: float = 1.0
     final_loss_weight: float = 1.0
-    attention_loss_weight: float = 1.0  # attention also trained on which candidate is right; 0 = the authors' (final loss only)
-    attention_target: str = "right"  # right (the candidates whose top class is true) | probability (of the true class)
+    attention_prior_weight: float = 1.0  # KL(uniform || attention) weight; 0 = the authors' (final loss only)
     norm: str = "none"  # none | group: group norm inside the memory convs
     norm_groups: int = 32
     write_init: str = "authors"  # memory write layers: authors (N(0, 0.01)) | he (variance scaling)
@@ -206,7 +205,6 @@ def validate(cfg: Config) -> Config:
     choice("model.norm", m.norm, ("frozen_bn", "bn"))
     choice("memory.norm", mem.norm, ("none", "group"))
     choice("memory.write_init", mem.write_init, ("authors", "he"))
-    choice("memory.attention_target", mem.attention_target, ("right", "probability"))
     choice("graph.knowledge", g.knowledge, ("mined", "empty", "shuffled"))
     choice("train.optimizer", t.optimizer, ("sgd", "adamw"))
     choice("train.schedule", t.schedule, ("step", "cosine"))
@@ -232,7 +230,7 @@ def validate(cfg: Config) -> Config:
                        ("runtime.threads", r.threads), ("memory.beta", mem.beta),
                        ("memory.iter_loss_weight", mem.iter_loss_weight),
                        ("memory.final_loss_weight", mem.final_loss_weight),
-                       ("memory.attention_loss_weight", mem.attention_loss_weight),
+                       ("memory.attention_prior_weight", mem.attention_prior_weight),
                        ("graph.min_part_count", g.min_part_count)]:
         positive(key, value, allow_zero=True)
     if not 0 <= m.fixed_blocks <= 3:

@@ -26,14 +26,12 @@ def _probs(logits: torch.Tensor) -> torch.Tensor:
 class GlobalModel(nn.Module):
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, iterations: int = 3,
                  delta: float = 50.0, beta: float = 0.5, iter_loss_weight: float = 1.0,
-                 final_loss_weight: float = 1.0, attention_loss_weight: float = 1.0,
-                 attention_target: str = "right"):
+                 final_loss_weight: float = 1.0, attention_prior_weight: float = 1.0):
         super().__init__()
         self.base, self.global_ = base, reasoning
         self.iterations, self.delta, self.beta = iterations, delta, beta
         self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
-                                 attention_weight=attention_loss_weight,
-                                 attention_target=attention_target)
+                                 prior_weight=attention_prior_weight)
         self.base_confidence = normal_init(nn.Linear(base.backbone.out_channels, 1, bias=False))
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,

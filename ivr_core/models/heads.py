@@ -9,6 +9,8 @@ iterations >= 1 of the others, in that order (:func:`candidate_names`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,25 +55,6 @@ def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor]) -> dict[
     return {"final": final, "attention": attention, "confidence": confidence}
 
 
-ATTENTION_TARGETS = ("right", "probability")
-
-
-def attention_targets(logits: list[torch.Tensor], classes: torch.Tensor,
-                      kind: str = "right") -> torch.Tensor:
-    """Which candidate is right, per region (K, N), detached. ``right``: uniform over the
-    candidates whose top class is the true one (where none is, as ``probability``);
-    ``probability``: each candidate's probability of the true class, normalised over the
-    candidates."""
-    probs = [torch.softmax(x.detach().float(), 1) for x in logits]
-    p = torch.stack([q.gather(1, classes[:, None])[:, 0] for q in probs], 1)
-    soft = p / p.sum(1, keepdim=True).clamp_min(1e-12)
-    if kind == "probability":
-        return soft
-    right = torch.stack([q.argmax(1) == classes for q in probs], 1).float()
-    count = right.sum(1, keepdim=True)
-    return torch.where(count > 0, right / count.clamp_min(1), soft)
-
-
 def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: float) -> torch.Tensor:
     """q = 1 - p(true class), set to beta where p >= 1 - beta, normalised to sum 1 (detached)."""
     p = torch.softmax(logits.detach().float(), dim=1).gather(1, classes[:, None])[:, 0]
@@ -80,8 +63,7 @@ def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: floa
 
 
 def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_weight: float,
-                     final_weight: float, attention_weight: float,
-                     attention_target: str = "right") -> dict[str, torch.Tensor]:
+                     final_weight: float, prior_weight: float) -> dict[str, torch.Tensor]:
     """The losses of a reasoning model's ``outputs``:
 
     - ``base``: CE of the shared first prediction (the baseline head);
@@ -89,11 +71,14 @@ def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_wei
       weighted CE (weights from the same chain's previous prediction), x ``iter_weight``;
     - ``final``: CE of the attended logits, x ``final_weight`` (the authors' only signal
       for the attention);
-    - ``attention`` (when ``attention_weight`` > 0): CE between the attention and
-      :func:`attention_targets` of kind ``attention_target``, x ``attention_weight``. Its
-      gradient on a candidate's confidence is not scaled by that candidate's current
-      weight, so a candidate that became right can win the attention back (with the final
-      loss alone, the first candidate to take the weight keeps it).
+    - ``prior`` (when ``prior_weight`` > 0): KL(uniform || attention), the mean over the
+      regions, x ``prior_weight``. On the training images every candidate is soon right
+      (the baseline head fits them as well as the reasoning does), so the final loss alone
+      teaches the attention preferences that do not hold on unseen images, and the gradient
+      it gives a candidate's confidence is scaled by that candidate's weight, so a neglected
+      candidate cannot win the weight back. The prior's gradient, ``attention - 1/N``, is
+      not scaled by the weight: the attention departs from uniform only as far as the final
+      loss keeps pushing (docs/design.md, "Attention").
     """
     chains = list(outputs["modules"].values())
     out = {"base": F.cross_entropy(chains[0][0], classes)}
@@ -103,9 +88,8 @@ def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_wei
     if terms:
         out["iter"] = iter_weight * torch.stack(terms).mean()
     out["final"] = final_weight * F.cross_entropy(outputs["final"], classes)
-    if attention_weight > 0:
-        targets = attention_targets(candidate_logits(outputs["modules"]), classes,
-                                    attention_target)
+    if prior_weight > 0:
         log_attention = torch.log_softmax(outputs["confidence"].float(), 1)
-        out["attention"] = attention_weight * -(targets * log_attention).sum(1).mean()
+        n = log_attention.shape[1]
+        out["prior"] = prior_weight * (-math.log(n) - log_attention.mean(1)).mean()
     return out

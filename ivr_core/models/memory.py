@@ -97,7 +97,7 @@ class SpatialMemoryModel(nn.Module):
                  iterations: int = 3, fc_dim: int = 4096, context_layers: int = 3,
                  input_convs: int = 2, gate_kernel: int = 3, beta: float = 0.5,
                  iter_loss_weight: float = 1.0, final_loss_weight: float = 1.0,
-                 attention_loss_weight: float = 1.0, attention_target: str = "right",
+                 attention_prior_weight: float = 1.0,
                  norm: str = "none", norm_groups: int = 32, write_init: str = "authors"):
         super().__init__()
         if write_init not in WRITE_INITS:
@@ -105,8 +105,7 @@ class SpatialMemoryModel(nn.Module):
         self.base = base
         self.iterations, self.beta = iterations, beta
         self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
-                                 attention_weight=attention_loss_weight,
-                                 attention_target=attention_target)
+                                 prior_weight=attention_prior_weight)
         s, c, num_classes = base.crop_size, channels, base.num_classes
         self.memory_init = nn.Parameter(torch.zeros(1, c, init_size, init_size))
         self.context = Context(c, context_layers, norm, norm_groups)

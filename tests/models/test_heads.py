@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 from ivr_core.models import BaselineModel, ResNetC4, SpatialMemoryModel
 from ivr_core.models.backbone import RandomInitWarning
-from ivr_core.models.heads import (attend, attention_targets, candidate_logits, candidate_names,
-                                   reasoning_losses)
+from ivr_core.models.heads import attend, candidate_logits, candidate_names, reasoning_losses
 from ivr_core.models.memory import resize_bilinear_tf1
 
 SMALL_MEMORY = dict(channels=8, init_size=5, fc_dim=16, norm="group", norm_groups=4)
@@ -28,33 +27,31 @@ def test_candidates_are_named_in_the_attentions_order():
     assert candidate_logits(modules)[0] is a  # the shared baseline prediction appears once
 
 
-def test_attention_targets_say_which_candidate_is_right():
-    classes = torch.tensor([0, 1])
-    right = torch.tensor([[5.0, 0.0], [0.0, 5.0]])  # confident and right for both regions
-    wrong = torch.tensor([[0.0, 5.0], [5.0, 0.0]])
-    t = attention_targets([wrong, right], classes)
-    assert torch.allclose(t.sum(1), torch.ones(2))
-    assert (t[:, 1] > 0.99).all()
-
-
-def test_a_candidate_with_no_weight_still_gets_a_gradient_from_the_attention_loss():
+def test_a_neglected_candidate_still_gets_a_gradient_from_the_prior():
     # the collapse: iteration 0 holds all the weight, iteration 1 is right but weighs ~1e-9.
-    # Through the final loss alone its confidence gets a gradient scaled by that weight;
-    # the attention loss gives it an O(1) push.
+    # Through the final loss its confidence gets a gradient scaled by that weight; the prior
+    # KL(uniform || attention) gives it an O(1) push back.
     classes = torch.tensor([1, 1, 1])
-    useless = torch.zeros(3, 2)
-    right = torch.tensor([[0.0, 6.0]] * 3)
+    useless, right = torch.zeros(3, 2), torch.tensor([[0.0, 6.0]] * 3)
     confidence = torch.tensor([[20.0, -1.0]] * 3, requires_grad=True)
-    out = attend([useless, right], list(confidence.unbind(1)))
-    outputs = {**out, "modules": {"local": [useless, right]}}
-    final_only = reasoning_losses(outputs, classes, 0.5, 1.0, 1.0, attention_weight=0.0)
-    grad_final, = torch.autograd.grad(final_only["final"], confidence)
-    outputs = {**attend([useless, right], list(confidence.unbind(1))),
-               "modules": {"local": [useless, right]}}
-    with_attention = reasoning_losses(outputs, classes, 0.5, 1.0, 1.0, attention_weight=1.0)
-    grad_att, = torch.autograd.grad(with_attention["attention"], confidence)
+
+    def losses(prior_weight):
+        outputs = {**attend([useless, right], list(confidence.unbind(1))),
+                   "modules": {"local": [useless, right]}}
+        return reasoning_losses(outputs, classes, 0.5, 1.0, 1.0, prior_weight=prior_weight)
+
+    grad_final, = torch.autograd.grad(losses(0.0)["final"], confidence)
+    grad_prior, = torch.autograd.grad(losses(1.0)["prior"], confidence)
     assert grad_final[:, 1].abs().max() < 1e-6
-    assert (grad_att[:, 1] < -0.1).all()  # descending raises iteration 1's confidence
+    assert (grad_prior[:, 1] < -0.1).all()  # descending raises iteration 1's confidence
+    assert set(losses(0.0)) == {"base", "iter", "final"}  # weight 0: the authors' losses
+
+
+def test_the_prior_is_zero_for_a_uniform_attention():
+    outputs = {**attend([torch.zeros(4, 3)] * 3, [torch.full((4,), 2.0)] * 3),
+               "modules": {"local": [torch.zeros(4, 3)] * 3}}
+    prior = reasoning_losses(outputs, torch.ones(4, dtype=torch.long), 0.5, 1.0, 1.0, 1.0)["prior"]
+    assert prior.abs().item() < 1e-6
 
 
 def _train_tiny(model, steps=60, seed=0):

@@ -30,6 +30,7 @@ from ivr_core.data import synthetic
 from ivr_core.data.ade import SPLITS
 from ivr_core.data.dataset import load_prepared, prepared_name
 from ivr_core.errors import IvrError
+from ivr_core.utils.outputs import output_folder
 from ivr_core.graph.knowledge import graph_path
 from ivr_core.data.prepare import prepare_ade
 from ivr_core.engine.checkpoint import load_checkpoint
@@ -60,6 +61,7 @@ def demo(
 
     Example: ivr demo --out ivr-demo
     """
+    output_folder(out, "--out")
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names or any(m not in MODEL_TYPES for m in names) or len(set(names)) < len(names):
         raise IvrError(f"--models takes distinct names among {', '.join(MODEL_TYPES)}, "

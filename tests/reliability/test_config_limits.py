@@ -5,6 +5,8 @@ allocation) would have failed with another message first."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from faults_support import one_line_error, run, sets
@@ -42,7 +44,7 @@ def test_an_unusable_number_is_one_line(item, tmp_path):
 
 def test_the_shipped_settings_are_within_the_limits():
     defaults = Config()
-    load_config(["ivr.toml"])
+    load_config([Path(__file__).parents[2] / "ivr.toml"])
     load_config([preset_path("demo")])
     for key, limit in SIZE_LIMITS.items():
         section, name = key.split(".")

@@ -32,6 +32,7 @@ from ivr_core.data import synthetic
 from ivr_core.data.ade import SPLITS
 from ivr_core.data.dataset import load_prepared, prepared_name
 from ivr_core.errors import IvrError
+from ivr_core.utils.outputs import output_folder
 from ivr_core.graph.knowledge import graph_path
 from ivr_core.data.prepare import prepare_ade
 from ivr_core.engine.checkpoint import load_checkpoint
@@ -89,6 +90,7 @@ def demo(
 
     Example: ivr demo --out ivr-demo
     """
+    output_folder(out, "--out")
     runs = parse_models(models)
     if task not in synthetic.TASKS:
         raise IvrError(f"--task must be one of {', '.join(synthetic.TASKS)}, got '{task}'")

@@ -21,6 +21,7 @@ from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.runtime import setup
 from ivr_core.errors import IvrError
 from ivr_core.predict import open_source, predict as run_predict
+from ivr_core.utils.outputs import output_folder, writing
 
 
 def predict(
@@ -50,13 +51,21 @@ def predict(
     """
     if batch_images < 0:
         raise IvrError("--batch-images must be >= 0")
+    output_folder(out, "--out")
     state = load_checkpoint(checkpoint)
     cfg = resolve(config, set_, base=state["config"], runtime__device=device)
     dev = setup(cfg.runtime)
     source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"])
-    report = run_predict(images, source, state, cfg, dev, out, workers=batch_images,
-                         draw=draw or iterations, iterations=iterations,
-                         show_progress=not quiet)
+    created = not out.exists()
+    try:
+        with writing(out, "free space or choose another --out"):
+            report = run_predict(images, source, state, cfg, dev, out, workers=batch_images,
+                                 draw=draw or iterations, iterations=iterations,
+                                 show_progress=not quiet)
+    except IvrError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # the folder this run made, left empty by the failed write
+        raise
     if report.images:
         console.print(f"labelled {report.regions} boxes in {report.images} images -> "
                       f"{report.out}")

@@ -32,6 +32,7 @@ from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_cli.prepare_graph import mine
 from ivr_core.data.dataset import load_prepared
 from ivr_core.errors import IvrError
+from ivr_core.utils.outputs import output_folder
 
 
 
@@ -78,6 +79,8 @@ def prepare_data(
     if (ade_root is not None) + synthetic_ + bool(coco) != 1:
         raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
     graph_settings = resolve(config, set_).graph  # for the knowledge graph mined at the end
+    if out is not None:
+        output_folder(out, "--out")
     if coco:
         if not images or not name:
             raise IvrError("--coco needs --images DIR (the folder holding its images) and "

@@ -15,12 +15,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from ivr_cli.display import results_table, out as console
+from ivr_cli.display import err, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
-from ivr_core.engine.checkpoint import list_checkpoints, load_checkpoint
+from ivr_core.engine.checkpoint import checkpoint_dir, latest_checkpoint, load_checkpoint
 from ivr_core.engine.launch import launch
 from ivr_core.errors import IvrError
-from ivr_core.evaluation.tester import run_test
+from ivr_core.evaluation.tester import results_path, run_test
+from ivr_core.utils.outputs import output_file, output_folder
 
 
 
@@ -58,7 +59,10 @@ def test(
     """
     if visualize < 0 or nproc < 1 or not 0 <= drop_regions < 1:
         raise IvrError("--visualize must be >= 0, --nproc >= 1 and --drop-regions in [0, 1)")
-    checkpoint = find_checkpoint(run_dir, checkpoint)
+    checkpoint, state = find_checkpoint(run_dir, checkpoint)
+    out = output_file(out or results_path(checkpoint, drop_regions), "--out", "results.json")
+    if visualize:
+        output_folder(out.parent / "visualizations", "--visualize: the figures' folder")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["test", "--checkpoint", str(checkpoint), "--visualize", str(visualize),
                 "--drop-regions", str(drop_regions), *(["-q"] if quiet else [])]
@@ -74,14 +78,13 @@ def test(
         if code:
             raise typer.Exit(code)
         return
-    state = load_checkpoint(checkpoint)
+    state = state or load_checkpoint(checkpoint)
     if model and model != state["model_type"]:
         raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")
     cfg = resolve(config, set_, base=state["config"], data__dir=str(data) if data else None,
                   runtime__device=device)
     if drop_regions:
         intact = run_test(checkpoint, cfg, state, split, show_progress=False, write=False)
-        out = out or Path(checkpoint).resolve().parent.parent / f"results_drop{drop_regions}.json"
     results = run_test(checkpoint, cfg, state, split, out, show_progress=not quiet,
                        visualize=visualize, drop_regions=drop_regions)
     if not results:  # not the main process of a multi-process run
@@ -103,13 +106,18 @@ def test(
                       f"{Path(results['path']).parent / 'visualizations'}")
 
 
-def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> Path:
+def find_checkpoint(run_dir: Path | None, checkpoint: Path | None) -> tuple[Path, dict | None]:
+    """The checkpoint to evaluate: ``checkpoint`` (loaded later), or the newest checkpoint
+    of ``run_dir`` that loads, with its state; each newer one that does not is noted."""
     if (run_dir is None) == (checkpoint is None):
         raise IvrError("give exactly one of --run-dir DIR or --checkpoint FILE")
     if checkpoint is not None:
-        return checkpoint
-    found = list_checkpoints(run_dir)
-    if not found:
-        raise IvrError(f"no checkpoint in {run_dir}/checkpoints; train first or pass "
-                       "--checkpoint")
-    return found[-1][1]
+        return checkpoint, None
+    state, skipped = latest_checkpoint(run_dir)
+    for note in skipped:
+        err.print(f"skipped {note}", style="yellow", markup=False, highlight=False)
+    if state is None:
+        could = " could be loaded" if skipped else ""
+        raise IvrError(f"no checkpoint in {checkpoint_dir(run_dir)}{could}; train first or "
+                       "pass --checkpoint")
+    return Path(state["path"]), state

@@ -23,6 +23,7 @@ from ivr_core.config import MODEL_TYPES
 from ivr_core.engine.launch import launch
 from ivr_core.engine.trainer import train as run_train
 from ivr_core.errors import IvrError
+from ivr_core.utils.outputs import output_folder
 
 
 
@@ -56,7 +57,7 @@ def train(
     cfg = resolve(config, set_, model__type=model, data__dir=str(data) if data else None,
                   train__iters=iters, runtime__device=device,
                   train__images_per_step=images_per_step)
-    run_dir = run_dir or Path("runs") / cfg.model.type
+    run_dir = output_folder(run_dir or Path("runs") / cfg.model.type, "--run-dir")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         args = ["train", "--run-dir", str(run_dir), *(["-q"] if quiet else []),
                 *(["--resume"] if resume else [])]

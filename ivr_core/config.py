@@ -8,6 +8,7 @@ types and out-of-range values are :class:`IvrError`\\ s naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,39 @@ def parse_override(item: str) -> dict[str, dict[str, Any]]:
     return {section: {name: value}}
 
 
+# Upper bounds on sizes, far above the authors' settings (in brackets) yet small enough that
+# a slip such as memory.fc_dim=1000000000 is one line here, before anything is allocated.
+SIZE_LIMITS = {"data.scale": 4096, "data.max_size": 8192,  # [600, 1000]
+               "data.workers": 256, "runtime.threads": 1024,
+               "model.crop_size": 64, "model.tail_stride": 16,  # [7, 1]
+               "memory.channels": 4096, "memory.init_size": 512,  # [512, 20]
+               "memory.iterations": 32, "memory.fc_dim": 16384,  # [3, 4096]
+               "memory.context_layers": 63, "memory.input_convs": 16,  # [3, 2]
+               "memory.gate_kernel": 15, "memory.norm_groups": 4096,  # [3]
+               "graph.hidden": 4096, "graph.class_dim": 4096,  # [256, 128]
+               "train.images_per_step": 256}
+INT_LIMIT = 2**63 - 1  # any other integer (iterations, seeds, counts): what torch can hold
+
+
+def _numbers(cfg: Config) -> Iterable[tuple[str, Any]]:
+    """("section.key", value) of every number in ``cfg``, list items included."""
+    for section in _sections():
+        for key, value in dataclasses.asdict(getattr(cfg, section)).items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, (int, float)) and not isinstance(item, bool):
+                    yield f"{section}.{key}", item
+
+
+def _check_magnitudes(cfg: Config) -> None:
+    """Every float finite (no inf from 1e999, no nan), every size within its bound."""
+    for key, value in _numbers(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise IvrError(f"config key '{key}' must be a finite number, got {value}")
+        limit = SIZE_LIMITS.get(key, INT_LIMIT)
+        if isinstance(value, int) and value > limit:
+            raise IvrError(f"config key '{key}' must be <= {limit}, got {value}")
+
+
 def validate(cfg: Config) -> Config:
     """Range and choice checks that the type system cannot express."""
     def choice(key: str, value: str, allowed: Iterable[str]) -> None:
@@ -199,6 +233,7 @@ def validate(cfg: Config) -> Config:
                            f"got {value}")
 
     d, m, mem, t, r, g = cfg.data, cfg.model, cfg.memory, cfg.train, cfg.runtime, cfg.graph
+    _check_magnitudes(cfg)
     choice("data.dataset", d.dataset, ("ade", "coco"))
     choice("model.type", m.type, MODEL_TYPES)
     choice("model.backbone", m.backbone, BACKBONES)
@@ -221,6 +256,7 @@ def validate(cfg: Config) -> Config:
                        ("train.lr", t.lr), ("train.snapshot_every", t.snapshot_every),
                        ("train.keep_last", t.keep_last), ("train.log_every", t.log_every),
                        ("train.images_per_step", t.images_per_step),
+                       ("train.lr_gamma", t.lr_gamma),  # negative: the lr changes sign
                        ("graph.hidden", g.hidden), ("graph.class_dim", g.class_dim),
                        ("graph.delta", g.delta)]:
         positive(key, value)
@@ -254,6 +290,17 @@ def validate(cfg: Config) -> Config:
         raise IvrError(f"config key 'runtime.device' must be auto, cpu, cuda or cuda:N; "
                        f"got '{r.device}'")
     return cfg
+
+
+def model_changes(saved: dict, cfg: Config) -> list[str]:
+    """The model settings of ``cfg`` that differ from ``saved`` (a checkpoint's config, as
+    a dict), each as "section.key (saved in the checkpoint, now)"; the backbone's initial
+    weights (model.weights) do not count."""
+    now = cfg.to_dict()
+    return [f"{s}.{k} ({saved[s][k]!r} in the checkpoint, {v!r} now)"
+            for s in ("model", "memory", "graph") for k, v in now[s].items()
+            if k != "weights" and isinstance(saved.get(s), dict) and k in saved[s]
+            and saved[s][k] != v]
 
 
 def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),

@@ -1,12 +1,15 @@
-"""Checkpoints: atomic writes, safe loads (``weights_only=True``), newest-loadable resume."""
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), newest-loadable resume.
+
+:func:`load_tensors` is the one place ivr calls ``torch.load``.
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
 import re
-import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,27 +38,80 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file, fsync, rename)."""
+    """Write ``state`` to ``path`` atomically (temp file, fsync, rename).
+
+    A failed write (disk full, quota, I/O error) raises the ``OSError`` and leaves no file;
+    torch's zip writer reports it as a ``RuntimeError`` ("unexpected pos"), so the error of
+    the underlying write is recovered and raised instead."""
     with atomic_open(path, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
+        writer = _Writes(f)
+        try:
+            torch.save({"format": FORMAT, **state}, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load without executing code; any failure is an IvrError naming the file."""
+class _Writes:
+    """A binary file that remembers the ``OSError`` of a failed write."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+
+def load_tensors(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` without executing code (``weights_only=True``, on the CPU); a missing,
+    refused or unreadable file is an IvrError naming it and ``what`` it should be."""
     path = Path(path)
     if not path.is_file():
-        raise IvrError(f"checkpoint not found: {path}")
+        raise IvrError(f"{what} not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise IvrError(f"refusing to load {path}: it holds objects beyond tensors and plain "
                        f"data ({str(e).splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        raise IvrError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # whatever a damaged file makes the reader raise: zero bytes
+        # (EOFError, IndexError), flipped bits (UnicodeDecodeError, TypeError), ...
+        raise IvrError(f"{what} {path} is corrupt or truncated ({type(e).__name__}: "
+                       f"{_first_line(e)})") from None
+    return state
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).splitlines()
+    return lines[0][:200] if lines else ""
+
+
+# what every reader of a checkpoint uses: `ivr train --resume`, `ivr test`, `ivr predict`
+REQUIRED = {"iteration": int, "model_type": str, "classes": list, "model": dict, "config": dict}
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load an ivr checkpoint without executing code; any failure, and a file that loads but
+    lacks a part ivr needs, is an IvrError naming the file."""
+    state = load_tensors(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise IvrError(f"{path} is not an ivr checkpoint")
+    for key, kind in REQUIRED.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise IvrError(f"checkpoint {path} is damaged: its '{key}' is missing or not "
+                           f"{'an' if kind is int else 'a'} {kind.__name__}")
     return state
 
 

@@ -2,7 +2,9 @@
 ``log.jsonl`` by the main process, and to TensorBoard when it is installed.
 
 Losses are summed on their device and read once per window, so logging adds no
-host-device synchronisation to the steps in between.
+host-device synchronisation to the steps in between. A checkpoint holds the open window
+(:meth:`MetricsLog.window`), so a run stopped in the middle of one and resumed logs what an
+uninterrupted run logs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from pathlib import Path
 import torch
 
 from ivr_core.utils.io import write_text
+from ivr_core.utils.outputs import writing
+
+# what a failed write of the log tells the user to do
+_RESUME = "free space and continue with --resume"
 
 
 class MetricsLog:
@@ -21,11 +27,14 @@ class MetricsLog:
         self.path = Path(run_dir) / "log.jsonl"
         self.enabled = enabled
         if enabled:
-            self._drop_after(start)  # a resumed run rewrites what followed its checkpoint
+            with writing(self.path, _RESUME):
+                self._drop_after(start)  # a resumed run rewrites what followed its checkpoint
         self._file = None
         self._tb = None
         self._run_dir = Path(run_dir)
+        before = set(vars(self))
         self._reset()
+        self._window_fields = sorted(set(vars(self)) - before)  # what _reset() sets
 
     def _drop_after(self, start: int) -> None:
         """Keep the records up to ``start``; a line torn by a kill is dropped too."""
@@ -47,7 +56,8 @@ class MetricsLog:
     def __enter__(self) -> "MetricsLog":
         if not self.enabled:
             return self
-        self._file = open(self.path, "a", encoding="utf-8")
+        with writing(self.path, _RESUME):
+            self._file = open(self.path, "a", encoding="utf-8")
         try:
             from torch.utils.tensorboard import SummaryWriter
             self._tb = SummaryWriter(str(self._run_dir / "tensorboard"))
@@ -57,7 +67,10 @@ class MetricsLog:
 
     def __exit__(self, *exc) -> None:
         if self._file:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # a write that failed (disk full) was already reported
+                pass
         if self._tb:
             self._tb.close()
 
@@ -101,8 +114,9 @@ class MetricsLog:
                                     for k in everyone[0]["attention"]}}
                      if everyone[0]["attention"] else {}),
                   "data_s": max(r["data_s"] for r in everyone), "time": time.time()}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        with writing(self.path, _RESUME):
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
         if self._tb:
             self._tb.add_scalar("loss/total", record["loss"], iteration)
             for k, v in record["losses"].items():
@@ -112,3 +126,30 @@ class MetricsLog:
             self._tb.add_scalar("lr", record["lr"], iteration)
             self._tb.add_scalar("s_per_iter", record["s_per_iter"], iteration)
         return record
+
+    def window(self, world) -> list[dict]:
+        """The open window of every process, in rank order, for a checkpoint: device sums
+        as CPU tensors, so a resumed run's first record equals an uninterrupted run's, bit
+        for bit. Every process must call it at the same iterations."""
+        cpu = torch.device("cpu")
+        return world.gather({name: _on(getattr(self, name), cpu)
+                             for name in self._window_fields})
+
+    def restore(self, saved, world, device: torch.device) -> None:
+        """Reopen the window a checkpoint saved (:meth:`window`); kept empty when the
+        checkpoint has none or was written by another number of processes."""
+        mine = saved[world.rank] if isinstance(saved, list) and len(saved) == world.size \
+            else None
+        if not isinstance(mine, dict) or set(mine) != set(self._window_fields):
+            return
+        for name, value in mine.items():
+            setattr(self, name, _on(value, device))
+
+
+def _on(value, device: torch.device):
+    """``value`` (a tensor, or a dict of them) on ``device``; anything else as it is."""
+    if torch.is_tensor(value):
+        return value.detach().to(device)
+    if isinstance(value, dict):
+        return {k: _on(v, device) for k, v in value.items()}
+    return value

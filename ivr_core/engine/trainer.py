@@ -24,12 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ivr_core import __version__
-from ivr_core.config import Config
+from ivr_core.config import Config, model_changes
 from ivr_core.data.dataset import IterationSampler, RegionDataset, load_prepared
 from ivr_core.engine import checkpoint as ckpt
 from ivr_core.engine import distributed
 from ivr_core.engine.logger import MetricsLog
 from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
+from ivr_core.engine.runlock import RunLock
 from ivr_core.engine.runtime import autocast, grad_scaler, setup
 from ivr_core.envinfo import collect as collect_env
 from ivr_core.graph.knowledge import load_graph
@@ -37,6 +38,7 @@ from ivr_core.errors import IvrError
 from ivr_core.models import build_model, model_from_state
 from ivr_core.models.heads import candidate_names
 from ivr_core.utils.io import write_json, write_text
+from ivr_core.utils.outputs import writing
 from ivr_core.utils.progress import make_progress
 
 
@@ -91,11 +93,35 @@ def _resume_state(run_dir: Path, resume: bool, cfg: Config, classes: list[str],
                        "continue it, or choose another --run-dir")
     state, skipped = ckpt.latest_checkpoint(run_dir)
     for note in skipped:
-        console.print(f"[yellow]skipped {note}[/]")
+        console.print(f"skipped {note}", style="yellow", markup=False, highlight=False)
     if state is None:
         raise IvrError(f"no checkpoint in {ckpt.checkpoint_dir(run_dir)} could be loaded")
     check_compatible(state, cfg.model.type, classes, state["path"])
+    saved = state["config"].get("train", {}).get("optimizer")
+    if saved != cfg.train.optimizer:
+        raise IvrError(f"{state['path']} was trained with train.optimizer = {saved}, not "
+                       f"{cfg.train.optimizer}; resume with --set train.optimizer={saved}, or "
+                       "start a new --run-dir")
+    for part in ("optimizer", "rng"):
+        if not isinstance(state.get(part), dict):
+            raise IvrError(f"cannot resume from {state['path']}: it holds no {part} state")
     return state
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict, cfg: Config) -> None:
+    """The checkpoint's optimizer state (momenta, step counts) with the hyperparameters of
+    ``cfg`` (the resumed run's config.toml); parameter groups that do not fit are an
+    IvrError naming the model settings that changed."""
+    saved = state["optimizer"]
+    groups = [dict(fresh, params=old["params"]) for fresh, old in
+              zip(optimizer.state_dict()["param_groups"], saved.get("param_groups", []))]
+    try:
+        optimizer.load_state_dict({"state": saved.get("state", {}), "param_groups": groups})
+    except (ValueError, KeyError, TypeError) as e:
+        why = ", ".join(model_changes(state["config"], cfg)) or " ".join(str(e).split())[:200]
+        raise IvrError(f"the optimizer state of {state['path']} does not fit the model the "
+                       f"config builds: {why}; leave the checkpoint's model settings as they "
+                       "are") from None
 
 
 class _NonFinite:
@@ -124,9 +150,20 @@ class _NonFinite:
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress: bool = True,
           console: Console | None = None) -> TrainResult:
+    """Train (or, with ``resume``, continue) a model in ``run_dir``; the main process holds
+    the run folder's lock (:class:`~ivr_core.engine.runlock.RunLock`) to the end."""
+    with contextlib.ExitStack() as held:
+        return _train(cfg, run_dir, resume, show_progress, console, held)
+
+
+def _train(cfg: Config, run_dir: str | Path, resume: bool, show_progress: bool,
+           console: Console | None, held: contextlib.ExitStack) -> TrainResult:
     run_dir = Path(run_dir)
     device = setup(cfg.runtime)
     world = distributed.init(device.type)
+    lock = held.enter_context(RunLock(run_dir))
+    if world.main and run_dir.is_dir():
+        lock.acquire()  # a second run on the folder is refused before any work
     if world.size > 1 and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     console = console or Console(stderr=True, soft_wrap=True)
@@ -153,18 +190,19 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
     scaler = grad_scaler(cfg.runtime, device)
     start = 0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        _load_optimizer(optimizer, state, cfg)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         start = state["iteration"]
         console.print(f"resuming {run_dir} from iteration {start} ({state['path']})")
     if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()  # (if not yet) before the first write; creates the folder
         for partial in ckpt.remove_partial(run_dir):
             console.print(f"removed {partial.name}, a checkpoint write that was interrupted")
-        write_text(run_dir / "config.toml", cfg.to_toml())
-        write_json(run_dir / "env.json", dict(collect_env()), indent=1)
+        with writing(run_dir, "free space and run the same command again"):
+            write_text(run_dir / "config.toml", cfg.to_toml())
+            write_json(run_dir / "env.json", dict(collect_env()), indent=1)
     if start >= t.iters:
         last = ckpt.checkpoint_path(run_dir, start)
         return TrainResult(run_dir, start, Path(state["path"]) if state else last, 0.0, start)
@@ -178,6 +216,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
 
     def snapshot(iteration: int) -> Path:
         path = ckpt.checkpoint_path(run_dir, iteration)
+        window = log.window(world)  # every process's open logging window
         if not world.main:
             return path
         try:
@@ -185,7 +224,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
                 "iteration": iteration, "model_type": cfg.model.type, "classes": split.classes,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(), "config": cfg.to_dict(),
-                "rng": {"torch": torch.get_rng_state()}, "ivr_version": __version__})
+                "rng": {"torch": torch.get_rng_state()}, "log_window": window,
+                "ivr_version": __version__})
         except OSError as e:  # disk full, quota, permissions: the previous one is intact
             previous = last_path if last_path.exists() else "none"
             raise IvrError(f"cannot write checkpoint {path} ({e.strerror or e}); the previous "
@@ -201,6 +241,8 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
                              num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
                              prefetch_factor=4 if cfg.data.workers else None))
     log = MetricsLog(run_dir, start, enabled=world.main)
+    if state is not None:  # the window open at the checkpoint (a stop between log lines)
+        log.restore(state.get("log_window"), world, device)
     stop, nonfinite = _StopRequest(), _NonFinite()
     skipped_images: set[str] = set()
     updates, last_good = 0, None

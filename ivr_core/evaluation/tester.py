@@ -22,6 +22,7 @@ from ivr_core.models import model_from_state
 from ivr_core.models.heads import candidate_logits, candidate_names
 from ivr_core.models.backbone import FEATURE_STRIDE
 from ivr_core.utils.io import write_json
+from ivr_core.utils.outputs import writing
 from ivr_core.utils.progress import progress_bar
 from ivr_core.visualization import plot_iterations, save_figures, softmax
 
@@ -201,6 +202,13 @@ def visualize_split(model: torch.nn.Module, dataset: RegionDataset, device: torc
     return written
 
 
+def results_path(checkpoint: str | Path, drop_regions: float = 0.0) -> Path:
+    """Where ``ivr test`` writes by default: ``results.json`` (``results_drop<P>.json``
+    with regions dropped) in the checkpoint's run folder."""
+    name = f"results_drop{drop_regions}.json" if drop_regions else "results.json"
+    return Path(checkpoint).resolve().parent.parent / name
+
+
 def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str | None = None,
              out: str | Path | None = None, show_progress: bool = True,
              visualize: int = 0, drop_regions: float = 0.0, write: bool = True) -> dict:
@@ -234,12 +242,14 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
                     "num_images": len(dataset) - len(pred["skipped"]),
                     "drop_regions": drop_regions,
                     "skipped_images": pred["skipped"]})
-    out = Path(out) if out else Path(checkpoint).resolve().parent.parent / "results.json"
+    out = Path(out) if out else results_path(checkpoint)
     if visualize:
-        figures = visualize_split(model, dataset, device, out.parent / "visualizations",
-                                  visualize)
+        with writing(out.parent / "visualizations", "free space or choose another --out"):
+            figures = visualize_split(model, dataset, device, out.parent / "visualizations",
+                                      visualize)
         results["visualizations"] = [p.relative_to(out.parent).as_posix() for p in figures]
     if write:
-        write_json(out, results, indent=1)
+        with writing(out, "free space or choose another --out"):
+            write_json(out, results, indent=1)
         results["path"] = str(out)
     return results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ivr_core.config import Config
+from ivr_core.config import Config, model_changes
 from ivr_core.errors import IvrError
 from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
 from ivr_core.models.baseline import BaselineModel
@@ -68,10 +68,7 @@ def model_from_state(cfg: Config, state: dict) -> nn.Module:
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        saved, now = state.get("config", {}), cfg.to_dict()
-        changed = [f"{s}.{k} ({saved[s][k]!r} in the checkpoint, {v!r} now)"
-                   for s in ("model", "memory", "graph") for k, v in now[s].items()
-                   if k != "weights" and k in saved.get(s, {}) and saved[s][k] != v]
+        changed = model_changes(state.get("config", {}), cfg)
         why = ", ".join(changed) or " ".join(str(e).split())[:300]
         raise IvrError(f"the checkpoint's weights do not fit the model the config builds: "
                        f"{why}; leave the checkpoint's model settings as they are") from None

@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from ivr_core.engine.checkpoint import load_tensors
 from ivr_core.errors import IvrError
 
 FEATURE_STRIDE = 16
@@ -55,16 +56,12 @@ def _load_weights(net: nn.Module, name: str, weights: str | None) -> None:
                 f"{e}); put {Path(enum.url).name} at {cache}, pass model.weights=PATH to a "
                 "local file, or model.weights=none to train from random init") from None
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise IvrError(f"backbone weights file not found: {path} (model.weights)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise IvrError(f"cannot load backbone weights {path}: {e}") from None
+        state = load_tensors(weights, "backbone weights file")
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
+        if not isinstance(state, dict):
+            raise IvrError(f"backbone weights file {weights} holds no state dict (model.weights)")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)

@@ -13,12 +13,18 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ivr_core.report.collect import Run, finite
+from ivr_core.utils.figures import literal_text
 
 # one colour per run, the same in every plot and in the page's run legend
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
 SIZE = (4.6, 2.9)  # inches
 DPI = 110
+LARGEST = 1e100  # values beyond are left out: matplotlib's axis maths overflows near 1e308
+
+
+def _plottable(value) -> bool:
+    return finite(value) and abs(value) <= LARGEST
 
 
 def color(index: int) -> str:
@@ -64,12 +70,13 @@ def curve_quantities(runs: list[Run]) -> list[tuple[str, str]]:
                ("data_s", "data wait (s per iteration)")])
 
 
+@literal_text
 def training_curve(runs: list[Run], quantity: str, title: str) -> bytes | None:
     """One line per run that logged ``quantity``; None when no run did."""
     fig, ax = _figure(title, "iteration")
     drawn = 0
     for i, run in enumerate(runs):
-        points = [(int(r["iter"]), v) for r in run.log if finite(v := _value(r, quantity))]
+        points = [(int(r["iter"]), v) for r in run.log if _plottable(v := _value(r, quantity))]
         if not points:
             continue
         xs, ys = zip(*points)
@@ -86,6 +93,7 @@ def training_curve(runs: list[Run], quantity: str, title: str) -> bytes | None:
     return _png(fig)
 
 
+@literal_text
 def sorted_class_ap(runs: list[Run]) -> bytes | None:
     """Per-class AP of each evaluated run, sorted from best to worst class."""
     fig, ax = _figure("per-class AP, sorted", "class rank (best first)", "AP")
@@ -93,7 +101,7 @@ def sorted_class_ap(runs: list[Run]) -> bytes | None:
     for i, run in enumerate(runs):
         per_class = (run.results or {}).get("per_class") or {}
         aps = sorted((v["ap"] for v in per_class.values()
-                      if isinstance(v, dict) and finite(v.get("ap"))), reverse=True)
+                      if isinstance(v, dict) and _plottable(v.get("ap"))), reverse=True)
         if not aps:
             continue
         mean = sum(aps) / len(aps)
@@ -109,8 +117,10 @@ def sorted_class_ap(runs: list[Run]) -> bytes | None:
     return _png(fig)
 
 
+@literal_text
 def class_changes(gains: list[tuple[str, float]], title: str) -> bytes | None:
     """Horizontal bars of per-class AP differences (gains up, losses down)."""
+    gains = [(name, d) for name, d in gains if _plottable(d)]
     if not gains:
         return None
     fig = Figure(figsize=(SIZE[0], max(1.6, 0.22 * len(gains) + 0.8)), layout="constrained")

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ivr_core.utils.figures import literal_text
 from ivr_core.utils.io import atomic_open
 from ivr_core.visualization.draw import FONT, draw_boxes
 
@@ -313,6 +314,7 @@ def plot_memory(path: str | os.PathLike, image_bgr: np.ndarray, memories: Sequen
     return write_png(path, _grid(heat_row + pc_row, columns))
 
 
+@literal_text
 def plot_attention(path: str | os.PathLike, attention, region_labels: Sequence[str]) -> Path:
     """Heat map of the attention (K, ITER) that each region (a row, labelled with
     ``region_labels``) gives its iterations, values written in the cells when they fit.

@@ -13,39 +13,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from conftest import COUNTS, NAMES, TINY, H, W, _image, _line, _mask
-from ivr_cli.main import app
+from faults_support import last_line_error, one_line_error, run, sets
 from ivr_core.config import TrainConfig
 from ivr_core.data.dataset import RegionDataset, load_prepared
 
-runner = CliRunner()
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    """The message of a command that failed with exit 1 and printed one ``error:`` line."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0][len("error: "):]
-
-
-def last_line_error(result) -> str:
-    """As :func:`one_line_error` where a list of skipped items is printed before the error."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert lines[-1].startswith("error: ") and result.output.count("error: ") == 1, result.output
-    return lines[-1][len("error: "):]
-
-
-def sets(items):
-    return [x for item in items for x in ("--set", item)]
 
 
 def known_keys(section) -> str:

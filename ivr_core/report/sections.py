@@ -17,6 +17,7 @@ from typing import Any, Callable, NamedTuple
 from ivr_core.report import plots
 from ivr_core.report.collect import Run, finite, flat_config
 from ivr_core.report.figures import data_uri
+from ivr_core.utils.progress import duration
 
 HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
             ("cls_ac", "cls AC"))
@@ -90,12 +91,6 @@ def value_text(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
-
-
-def duration(seconds: float) -> str:
-    h, rest = divmod(int(round(seconds)), 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}"
 
 
 def plot(png: bytes | None, alt: str) -> list[Plot]:

@@ -30,6 +30,7 @@ class Figure:
     """One picture on the page, or a pointer to where the same picture already is."""
 
     anchor: str  # the element id other figures link to
+    run: int  # index of the run whose folder holds the files
     names: list[str]  # the files it shows (paths relative to the run folder)
     src: str = ""  # data: URI; empty for a repeat
     width: int = 0
@@ -61,18 +62,18 @@ class FigureStore:
         self._by_digest: dict[str, Figure] = {}
         self._count = 0
 
-    def add(self, name: str, data: bytes) -> Figure:
-        """A new figure for ``data``, or a repeat of the one already holding these bytes.
-        ValueError when ``data`` is not a readable image."""
+    def add(self, run: int, name: str, data: bytes) -> Figure:
+        """A new figure for ``data`` (file ``name`` of run ``run``), or a repeat of the one
+        already holding these bytes. ValueError when ``data`` is not a readable image."""
         digest = hashlib.sha256(data).hexdigest()
         first = self._by_digest.get(digest)
         self._count += 1
         anchor = f"figure-{self._count}"
         if first is not None:
-            return Figure(anchor, [name], same_as=first)
+            return Figure(anchor, run, [name], same_as=first)
         encoded = encode_for_page(decode_image(data))
-        figure = Figure(anchor, [name], data_uri(encoded.mime, encoded.data), encoded.width,
-                        encoded.height)
+        figure = Figure(anchor, run, [name], data_uri(encoded.mime, encoded.data),
+                        encoded.width, encoded.height)
         self._by_digest[digest] = figure
         return figure
 
@@ -98,7 +99,7 @@ def _run_gallery(index: int, run: Run, max_figures: int, store: FigureStore) -> 
                 break
             name = path.relative_to(run.path).as_posix()
             try:
-                figure = store.add(name, path.read_bytes())
+                figure = store.add(index, name, path.read_bytes())
             except OSError as e:
                 shown.notes.append(f"{name} could not be read ({type(e).__name__})")
                 continue

@@ -131,9 +131,7 @@ def side_by_side(tables: list[dict[str, Any]], columns: list[int], runs: list[Ru
     each); a key differs when its values differ or some run lacks it."""
     missing = [Note(f"{runs[i].name}: no readable {file}") for i in range(len(runs))
                if i not in columns]
-    keys: list[str] = []
-    for table in tables:
-        keys += [k for k in table if k not in keys]
+    keys = list(dict.fromkeys(k for table in tables for k in table))
     rows, differing, previous = [], [], None
     for key in keys:
         present = [t[key] for t in tables if key in t]
@@ -171,7 +169,8 @@ def _training_row(i: int, log: list[dict]) -> dict:
     times = [r["time"] for r in log if finite(r.get("time"))]
     mean_step, mean_data = _mean(step), _mean(data)
     return {
-        "run": i, "records": len(log), "iterations": f"{int(log[0]['iter'])}–{int(log[-1]['iter'])}",
+        "run": i, "records": len(log),
+        "iterations": f"{int(log[0]['iter'])}–{int(log[-1]['iter'])}",
         "loss": f3(log[-1].get("loss")),
         "lr": f"{log[-1]['lr']:.3g}" if finite(log[-1].get("lr")) else NONE,
         "step": f3(mean_step), "data": f3(mean_data),

@@ -127,3 +127,16 @@ def test_browser_draws_the_webp_figures(run, tmp_path):
                     "--window-size=1280,1600", blank.resolve().as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert not is_photo_like(decode_image(shot.read_bytes()))  # the check can fail
+
+
+def test_a_picture_in_two_runs_is_embedded_once(run, tmp_path):
+    other = tmp_path / "again"
+    (other / "visualizations").mkdir(parents=True)
+    name = "SYN_val_00000101_labels.png"
+    shutil.copyfile(run / "visualizations" / name, other / "visualizations" / name)
+    page = write_report([run, other], tmp_path / "r.html").read_text()
+    uris = [uri for uri, alt in URI.findall(page) if alt == f"visualizations/{name}"]
+    assert len(uris) == 1 and page.count(uris[0]) == 1
+    first = re.search(rf'<figure id="(figure-\d+)"><img [^>]*alt="visualizations/{name}"', page)
+    assert first and (f'the same picture as <a href="#{first.group(1)}">memory: '
+                      f"visualizations/{name}</a>") in page

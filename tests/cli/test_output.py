@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import TINY
+from ivr_core.utils.progress import progress_bar
 
 PROGRESS = re.compile(r"^train memory (\d+)/6 \(\d+%\) loss \d+\.\d{3} \(base [\d.]+ iter [\d.]+ "
                       r"final [\d.]+\) lr \S+ \d+\.\d\ds/it, elapsed \d+:\d\d:\d\d, "
@@ -40,3 +41,13 @@ def test_train_and_test_print_plain_lines_through_a_pipe(synthetic_data, tmp_pat
                         tested.stderr, re.MULTILINE)
     assert counts == [("1", "50"), ("2", "100")], tested.stderr
     assert "inst AP" in tested.stdout and "test 1/2" not in tested.stdout
+
+
+def test_counted_loops_print_a_line_per_tenth_when_not_on_a_terminal(capsys):
+    assert list(progress_bar(range(25), 25, "prepare")) == list(range(25))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"prepare {n}/25 ({100 * n / 25:.0f}%)" for n in (3, 5, 8, 10, 13, 15, 18, 20, 23, 25)]
+    assert lines[-1].endswith("eta 0:00:00")
+    assert list(progress_bar(range(5), 5, "quiet", enabled=False)) == list(range(5))
+    assert capsys.readouterr().err == ""

@@ -46,6 +46,8 @@ def write_report(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike =
     ``on_note`` receives one line per missing or unreadable file ("run: note"). A run folder
     that does not exist or holds none of the run files is an IvrError naming it.
     """
+    if max_figures < 0:
+        raise IvrError(f"max_figures must be >= 0, not {max_figures}")
     out = Path(out)
     if out.is_dir():
         raise IvrError(f"--out {out} is a folder; give a file name such as {out / 'report.html'}")
@@ -54,8 +56,6 @@ def write_report(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike =
         for run in runs:
             for text in run.notes:
                 on_note(f"{run.name}: {text}")
-    if max_figures < 0:
-        raise IvrError(f"--max-figures must be >= 0, not {max_figures}")
     page = render_report(runs, title, max_figures)
     try:
         with atomic_open(out, "w", encoding="utf-8") as f:

@@ -135,4 +135,7 @@ def demo(
     console.print("results: " + ", ".join(str(out / m / "results.json") for m in names))
     report = write_report([out / m for m in names], out / "report.html",
                           title=f"ivr demo ({task}, seed {seed})")
-    console.print(f"report: {report}")
+    console.print(f"report: {report.resolve().as_uri()} ({report.stat().st_size / 1e6:.1f} MB)",
+                  highlight=False)
+    console.print("the same page for your own runs: ivr report "
+                  f"{' '.join(f'runs/{m}' for m in names)} --out report.html", highlight=False)

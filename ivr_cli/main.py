@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -32,10 +33,37 @@ class IvrGroup(TyperGroup):
 
 
 # rich_markup_mode=None: help texts are plain, so "[default: ...]" is shown, not eaten as markup
-app = typer.Typer(cls=IvrGroup, no_args_is_help=True, add_completion=False,
-                  rich_markup_mode=None, pretty_exceptions_show_locals=False,
+app = typer.Typer(cls=IvrGroup, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_show_locals=False,
                   help="Iterative Visual Reasoning (Chen et al., CVPR 2018): region "
                        "classification with a spatial memory.\n\nStart with: ivr demo")
+
+
+def version_line() -> str:
+    """ivr's version, torch's, and whether the compiled ops load, on one line."""
+    import torch
+
+    from ivr_core import __version__
+    from ivr_core.ops import compiled_status
+
+    loaded, ops = compiled_status()
+    return (f"ivr {__version__}, torch {torch.__version__}, compiled ops: "
+            + (ops if loaded else f"not loaded ({ops}; `ivr build-ext` builds them)"))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print ivr's and torch's versions and whether the compiled ops load, "
+             "then exit.")] = False) -> None:
+    pass
+
 app.command("prepare-data")(prepare_data.prepare_data)
 app.command("prepare-graph")(prepare_graph.prepare_graph)
 app.command("train")(train.train)

@@ -2,7 +2,8 @@
 cover the tensor's device and dtype, the pure-PyTorch reference otherwise.
 
 ``set_backend("auto" | "compiled" | "reference")`` (config ``runtime.ops``) forces either.
-The first call says once which implementation runs.
+The first call says which implementation runs, once per process (a demo that trains and
+tests several models says it once).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class OpsBackendWarning(UserWarning):
     """Which implementation of the region ops runs (said once per process)."""
 
 
-_state = {"mode": "auto", "announced": False}
+_state = {"mode": "auto", "said": set()}  # said: `use` values already announced
 _ext = {}
 
 
@@ -50,7 +51,6 @@ def set_backend(mode: str) -> None:
         raise IvrError(f"runtime.ops = compiled but {compiled_status()[1]}; run `ivr build-ext` "
                        "or set runtime.ops = auto")
     _state["mode"] = mode
-    _state["announced"] = False
 
 
 def _use_compiled(t: Tensor) -> bool:
@@ -61,8 +61,8 @@ def _use_compiled(t: Tensor) -> bool:
     if mode == "compiled" and not use:
         raise IvrError(f"runtime.ops = compiled but ivr_ext has no {t.device.type} kernel for "
                        f"{t.dtype}; rebuild with `ivr build-ext` or set runtime.ops = auto")
-    if not _state["announced"]:
-        _state["announced"] = True
+    if use not in _state["said"]:  # each implementation named once per process
+        _state["said"].add(use)
         what = (f"compiled kernels, {compiled_status()[1]}" if use else
                 f"the pure-PyTorch reference ({compiled_status()[1]}; `ivr build-ext` "
                 "builds the faster kernels)")

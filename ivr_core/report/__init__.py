@@ -3,7 +3,8 @@
 The page holds the configs side by side, the training curves, the evaluation tables (final
 and per reasoning iteration, with differences to the first run), per-class AP with the
 classes that gained and lost most, each run's visualizations and its environment. Images
-are embedded as ``data:`` URIs and the CSS is inline, so the file can be mailed or opened
+are embedded as ``data:`` URIs (the visualizations re-encoded at the width they are shown,
+each distinct picture once) and the CSS is inline, so the file can be mailed or opened
 offline. Runs still training (no ``results.json``) or never trained here (no
 ``log.jsonl``) are shown as far as they go, with a note on what is missing.
 """
@@ -16,9 +17,10 @@ from typing import Callable, Iterable
 
 from ivr_core.errors import IvrError
 from ivr_core.report.collect import Run, load_runs
+from ivr_core.report.figures import MAX_FIGURES
 from ivr_core.utils.io import atomic_open
 
-__all__ = ["Run", "load_runs", "render_report", "write_report"]
+__all__ = ["MAX_FIGURES", "Run", "load_runs", "render_report", "write_report"]
 
 
 def _file_mode() -> int:
@@ -27,20 +29,25 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def render_report(runs: list[Run], title: str | None = None) -> str:
+def render_report(runs: list[Run], title: str | None = None,
+                  max_figures: int = MAX_FIGURES) -> str:
     from ivr_core.report.html import render  # matplotlib is imported only when rendering
 
-    return render(runs, title)
+    return render(runs, title, max_figures)
 
 
 def write_report(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike = "report.html",
                  title: str | None = None,
-                 on_note: Callable[[str], None] | None = None) -> Path:
-    """Read ``run_dirs``, render the page and write it atomically to ``out``.
+                 on_note: Callable[[str], None] | None = None,
+                 max_figures: int = MAX_FIGURES) -> Path:
+    """Read ``run_dirs``, render the page and write it atomically to ``out``, with at most
+    ``max_figures`` visualizations per run (0: none).
 
     ``on_note`` receives one line per missing or unreadable file ("run: note"). A run folder
     that does not exist or holds none of the run files is an IvrError naming it.
     """
+    if max_figures < 0:
+        raise IvrError(f"max_figures must be >= 0, not {max_figures}")
     out = Path(out)
     if out.is_dir():
         raise IvrError(f"--out {out} is a folder; give a file name such as {out / 'report.html'}")
@@ -49,7 +56,7 @@ def write_report(run_dirs: Iterable[str | os.PathLike], out: str | os.PathLike =
         for run in runs:
             for text in run.notes:
                 on_note(f"{run.name}: {text}")
-    page = render_report(runs, title)
+    page = render_report(runs, title, max_figures)
     try:
         with atomic_open(out, "w", encoding="utf-8") as f:
             try:

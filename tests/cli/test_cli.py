@@ -1,11 +1,13 @@
 """The command line driven through typer's CliRunner: help, errors, and a whole run."""
 
 import json
+import warnings
 
 import pytest
 from typer.testing import CliRunner
 
 from ivr_cli.main import app
+from ivr_core.ops import OpsBackendWarning, backend
 
 runner = CliRunner()
 COMMANDS = ["prepare-data", "train", "test", "demo"]
@@ -25,6 +27,28 @@ def test_help_shows_an_example(command):
 def test_top_level_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0 and all(c in result.output for c in COMMANDS)
+
+
+def test_version_is_one_line():
+    import torch
+
+    from ivr_core import __version__
+
+    result = run("--version")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ivr {__version__}, torch {torch.__version__}, "
+                                                   "compiled ops: ")
+
+
+def test_shell_completion_is_offered_and_completes():
+    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="ivr")
+    assert script.exit_code == 0 and "_IVR_COMPLETE=complete_bash" in script.output
+    for words, expect in (("ivr tr", "train"), ("ivr report --no", "--no-figures")):
+        done = runner.invoke(app, [], prog_name="ivr", env={
+            "_IVR_COMPLETE": "complete_bash", "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1)})
+        assert done.exit_code == 0 and done.output.split() == [expect], done.output
 
 
 @pytest.mark.parametrize("args, message", [
@@ -130,14 +154,23 @@ def test_demo_end_to_end_tiny(tmp_path):
              "memory.norm_groups=4", "memory.fc_dim=16", "train.warmup_iters=1",
              "runtime.device=cpu"]
     sets = [x for item in small for x in ("--set", item)]
-    result = run("demo", "--out", tmp_path, "--images", 8, "--iters", 2, "-q", *sets)
+    backend._state["said"].clear()  # as in a new process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("demo", "--out", tmp_path, "--images", 8, "--iters", 2, "-q", *sets)
     assert result.exit_code == 0, result.output
+    # two trainings and two tests, one note on the region ops
+    assert sum(issubclass(w.category, OpsBackendWarning) for w in caught) == 1
     for model in ("baseline", "memory"):
         results = json.loads((tmp_path / model / "results.json").read_text())
         assert "context" in results and results["iteration"] == 2
         assert results["visualizations"]
     assert (tmp_path / "report.html").stat().st_size > 10_000
     text = " ".join(result.output.split())
-    assert "memory - baseline, per-class AP" in text and f"report: {tmp_path / 'report.html'}" in text
+    report = tmp_path / "report.html"
+    assert "memory - baseline, per-class AP" in text
+    assert f"report: {report.resolve().as_uri()} (" in text  # a link a terminal can open
+    assert "the same page for your own runs: ivr report runs/baseline runs/memory --out " \
+           "report.html" in text
     again = run("demo", "--out", tmp_path, "--images", 8, "--iters", 2, "-q", *sets)
     assert again.exit_code == 0 and "0 s this session" in " ".join(again.output.split())

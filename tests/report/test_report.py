@@ -75,7 +75,8 @@ def make_run(root, name, model, lr, iterations, per_class, base, log=True, resul
     # named as `ivr test` writes them: <image stem>_<kind>.png
     for stem in ("ADE_val_00000001_labels", "ADE_val_00000001_iterations",
                  "ADE_val_00000001_attention", "ADE_val_00000002_labels"):
-        (vis / f"{stem}.png").write_bytes(tiny_png(rgb=(40 * len(stem) % 255, 90, 160)))
+        shade = zlib.crc32(f"{name}/{stem}".encode()) % 200  # every file different
+        (vis / f"{stem}.png").write_bytes(tiny_png(rgb=(shade, 90, 160)))
     return run
 
 
@@ -127,7 +128,7 @@ def test_report_holds_tables_curves_images(runs, tmp_path):
     assert re.search(r'<tr class="diff[^"]*"><th>compiled ops</th>', page)
     # self-contained
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) >= 6 + 2 + 8 and all(s.startswith("data:image/png;base64,")
+    assert len(images) >= 6 + 2 + 8 and all(re.match("data:image/(png|webp);base64,", s)
                                             for s in images)
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(script|link|iframe)\b", page) and "@import" not in page
@@ -231,3 +232,31 @@ def test_page_renders_in_headless_chromium(runs, tmp_path):
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels.std() > 0.05  # text, tables and plots, not a blank page
     assert (pixels < 0.9).mean() > 0.02  # not all white
+
+
+def test_hostile_strings_are_shown_as_text(tmp_path):
+    """Markup in a folder name, a class name, a config value, a loss name, an environment
+    entry and the title is printed as text: the page holds no element it did not write."""
+    attack = '<img src=x onerror="alert(1)">'
+    run = make_run(tmp_path, attack, "memory", 1e-3, 2,
+                   {"wall": 0.5, "<script>alert('class')</script>": 0.7}, base=0.5)
+    other = make_run(tmp_path, "plain", "baseline", 1e-3, 1,
+                     {"wall": 0.4, "<script>alert('class')</script>": 0.2}, base=0.4)
+    config = (run / "config.toml").read_text().replace(
+        'dir = "data/ADE"', 'dir = "</td><script>alert(\'config\')</script>"')
+    assert "alert('config')" in config
+    (run / "config.toml").write_text(config)
+    (run / "env.json").write_text(json.dumps({"<b>key</b>": "<iframe src=x>"}))
+    with open(run / "log.jsonl", "a") as log:
+        log.write(json.dumps({"iter": 100, "loss": 1.0, "losses": {"<svg onload=x>": 1.0},
+                              "lr": 1e-3, "s_per_iter": 0.2, "data_s": 0.01}) + "\n")
+    page = write_report([run, other], tmp_path / "r.html",
+                        title="<script>alert('title')</script>").read_text()
+    assert not re.search(r"<(script|iframe|svg|b)\b", page)
+    assert "<img src=x" not in page and "onerror=\"alert" not in page
+    for shown in ("&lt;script&gt;alert(&#39;class&#39;)&lt;/script&gt;",
+                  "&lt;/td&gt;&lt;script&gt;alert(&#39;config&#39;)",
+                  "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;",
+                  "&lt;b&gt;key&lt;/b&gt;", "&lt;iframe src=x&gt;",
+                  "loss: &lt;svg onload=x&gt;", "&lt;script&gt;alert(&#39;title&#39;)"):
+        assert shown in page, shown

@@ -148,7 +148,8 @@ def _is_timestamp(value: Any) -> bool:  # seconds since 1970, before the year 10
 
 
 # field: (check, what it must be); the page relies on these types
-_LOG_FIELDS = {"losses": (_is_object, "an object"), "time": (_is_timestamp, "a timestamp")}
+_LOG_FIELDS = {"losses": (_is_object, "an object"), "attention": (_is_object, "an object"),
+               "time": (_is_timestamp, "a timestamp")}
 _RESULT_FIELDS = {
     "iterations": (_is_objects, "a list of objects"),
     "modules": (lambda v: _is_object(v) and all(_is_objects(c) for c in v.values()),
@@ -156,6 +157,12 @@ _RESULT_FIELDS = {
     "per_class": (lambda v: _is_object(v) and all(_is_object(c) for c in v.values()),
                   "an object of objects"),
     "context": (_is_object, "an object"),
+    "candidates": (lambda v: _is_object(v) and all(_is_object(c) for c in v.values()),
+                   "an object of objects"),
+    "best_candidate": (lambda v: _is_object(v) and all(_is_object(c) for c in v.values()),
+                       "an object of objects"),
+    "oracle": (_is_object, "an object"),
+    "attention_mean": (_is_object, "an object"),
     "classes": (lambda v: isinstance(v, list) and all(_is_scalar(c) for c in v), "a list"),
     **{key: (_is_scalar, "a number or a text") for key in (
         "split", "checkpoint", "model_type", "iteration", "num_images", "num_regions",

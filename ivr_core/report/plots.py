@@ -94,6 +94,29 @@ def training_curve(runs: list[Run], quantity: str, title: str) -> bytes | None:
 
 
 @literal_text
+def attention_curve(run: Run) -> bytes | None:
+    """The attention's mean weight of each candidate over training (one run): a collapse
+    onto one candidate shows as one line going to 1."""
+    names: list[str] = []
+    for record in run.log:
+        names += [n for n in (record.get("attention") or {}) if n not in names]
+    if not names:
+        return None
+    fig, ax = _figure(f"attention: mean weight per candidate, {run.name}", "iteration")
+    for j, name in enumerate(names):
+        points = [(int(r["iter"]), v) for r in run.log
+                  if _plottable(v := (r.get("attention") or {}).get(name))]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, color=color(j), linewidth=1.2, label=name,
+                    marker="o" if len(xs) < 30 else None, markersize=2.5)
+    ax.set_ylim(0, 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    return _png(fig)
+
+
+@literal_text
 def sorted_class_ap(runs: list[Run]) -> bytes | None:
     """Per-class AP of each evaluated run, sorted from best to worst class."""
     fig, ax = _figure("per-class AP, sorted", "class rank (best first)", "AP")

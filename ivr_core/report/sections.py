@@ -190,6 +190,8 @@ def training(runs: list[Run]) -> dict:
     if rows:
         for key, title in plots.curve_quantities(runs):
             curves += plot(plots.training_curve(runs, key, title), title)
+        for run in runs:
+            curves += plot(plots.attention_curve(run), f"attention of {run.name}")
     return {"missing": missing, "rows": rows, "curves": curves}
 
 
@@ -204,6 +206,13 @@ def _eval_rows(res: dict) -> list[tuple[str, dict, str]]:
                  for i, r in enumerate(chain)]
     elif len(iterations) > 1:
         rows += [(f"iter {i}", r, f"iter {i}") for i, r in enumerate(iterations)]
+    best = res.get("best_candidate") or {}
+    if best:  # the attention's final answer against its best input and the oracle
+        rows.append(("best single candidate",
+                     {k: v.get("value") for k, v in best.items() if isinstance(v, dict)},
+                     "best"))
+    if isinstance(res.get("oracle"), dict):
+        rows.append(("oracle (best candidate per region)", res["oracle"], "oracle"))
     return rows
 
 
@@ -216,6 +225,8 @@ def _reference(res: dict | None, key: str) -> tuple[dict | None, str]:
         i = int(key.split()[1])
         if i < len(iterations):
             return iterations[i], key
+    if key == "oracle" and isinstance(res.get("oracle"), dict):
+        return res["oracle"], key
     return res, "final"
 
 

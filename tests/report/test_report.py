@@ -260,3 +260,23 @@ def test_hostile_strings_are_shown_as_text(tmp_path):
                   "&lt;b&gt;key&lt;/b&gt;", "&lt;iframe src=x&gt;",
                   "loss: &lt;svg onload=x&gt;", "&lt;script&gt;alert(&#39;title&#39;)"):
         assert shown in page, shown
+
+
+def test_attention_and_candidates_are_shown(runs, tmp_path):
+    _, memory = runs
+    with open(memory / "log.jsonl", "a") as log:  # a collapse onto iteration 0
+        for it, w0 in ((100, 0.6), (120, 0.9)):
+            log.write(json.dumps({"iter": it, "loss": 1.0, "losses": {"final": 1.0},
+                                  "attention": {"local 0": w0, "local 1": (1 - w0) / 2,
+                                                "local 2": (1 - w0) / 2}}) + "\n")
+    res = json.loads((memory / "results.json").read_text())
+    res["best_candidate"] = {k: {"candidate": "local 2", "value": 0.777}
+                             for k in ("inst_ap", "inst_ac", "cls_ap", "cls_ac")}
+    res["oracle"] = metrics(0.888, {})
+    (memory / "results.json").write_text(json.dumps(res))
+    page = write_report(runs, tmp_path / "report.html").read_text()
+    text = text_of(page)
+    assert 'alt="attention of memory' in page and 'alt="attention of baseline' not in page
+    row = text.split("best single candidate")[1].split("oracle")[0]
+    assert "0.777" in row
+    assert "0.888" in text.split("oracle (best candidate per region)")[1][:80]

@@ -114,15 +114,21 @@ def test_tf1_legacy_resize_by_hand():
     assert down[0, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]  # sources 0 and 2
 
 
-def test_memory_count_is_exact_under_bf16_autocast():
-    model = _memory_model(iterations=2)
-    k = 1000
-    boxes = torch.tensor([[10.0, 10.0, 60.0, 60.0]] * k)
-    image = torch.randn(1, 3, 96, 96)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        base = model.base.regions(image, boxes)
-        st = model.start(base, boxes, None)
-        assert st["count"].dtype == torch.float32 and st["memory"].dtype == torch.float32
-        assert st["count"].max().item() == k  # 1000 is not representable in bf16 (992, 1008)
-        model.write(st, base["logits"])
-    assert st["memory"].dtype == torch.float32
+@pytest.mark.parametrize("ops", ["reference", "auto"])
+def test_memory_count_is_exact_under_bf16_autocast(ops):
+    from ivr_core.ops import set_backend
+    set_backend(ops)
+    try:
+        model = _memory_model(iterations=2)
+        k = 1001  # not representable in bf16 (its neighbours are 1000 and 1008)
+        boxes = torch.tensor([[10.0, 10.0, 60.0, 60.0]] * k)
+        image = torch.randn(1, 3, 96, 96)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            base = model.base.regions(image, boxes)
+            st = model.start(base, boxes, None)
+            assert st["count"].dtype == torch.float32 and st["memory"].dtype == torch.float32
+            assert st["count"].max().item() == k
+            model.write(st, base["logits"])
+        assert st["memory"].dtype == torch.float32
+    finally:
+        set_backend("auto")

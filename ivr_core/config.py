@@ -1,8 +1,9 @@
 """Typed configuration: dataclass defaults <- TOML files <- ``--set section.key=value``.
 
-The defaults below are the authors' ADE20K setting (DESIGN §3 and §6); ``ivr.toml`` at the
-repository root spells them out with a comment per key. Unknown sections or keys, wrong
-types and out-of-range values are :class:`IvrError`\\ s naming the key.
+The defaults below are the authors' ADE20K setting (docs/design.md, "The model" and
+"Training schedule"); ``ivr.toml`` at the repository root spells them out with a comment per
+key. Unknown sections or keys, wrong types and out-of-range values are :class:`IvrError`\\ s
+naming the key.
 """
 
 from __future__ import annotations

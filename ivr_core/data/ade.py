@@ -1,4 +1,4 @@
-"""ADE20K (release 2016_07_26) parsing, by the authors' rules (DESIGN §2).
+"""ADE20K (release 2016_07_26) parsing, by the authors' rules (docs/design.md, "Data").
 
 A *prepared split* is one JSON file ``ade_<split>_<min_count>.json``::
 

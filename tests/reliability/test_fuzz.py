@@ -191,10 +191,11 @@ def write_dataset(root: Path, masks: list[np.ndarray], atr_lines: list[tuple[int
 
 
 def brute_force_regions(masks, atr_lines):
-    """DESIGN's rules read literally: level by level (objects, then parts by level), the
-    mask's distinct values ascending, 0 included when present, the value at rank t is
-    instance t; value 0 is never a region; "%03d_%d" % (t, level) names the class, kept when
-    counted >= MIN_COUNT; the box is the tight bound of the pixels, the area their number."""
+    """docs/design.md, "Regions of an image", read literally: level by level (objects, then
+    parts by level), the mask's distinct values ascending, 0 included when present, the value
+    at rank t is instance t; value 0 is never a region; "%03d_%d" % (t, level) names the
+    class, kept when counted >= MIN_COUNT; the box is the tight bound of the pixels, the area
+    their number."""
     kept = [n.replace(" ", "_") for n, c in zip(OBJECT_NAMES, OBJECT_COUNTS) if c >= MIN_COUNT][1:]
     index = {name: i + 1 for i, name in enumerate(kept)}
     named = {"%03d_%d" % (inst, level): name.replace(" ", "_") for inst, level, name in atr_lines}

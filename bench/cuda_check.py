@@ -1,7 +1,8 @@
-"""The validation of ivr's CUDA path in one command that leaves a record (a script, not a
-test; CI runs it with --device cpu --small through tests/bench/test_cuda_check.py).
+"""One command that validates ivr's CUDA path and leaves a record.
 
-    python bench/cuda_check.py --out DIR                     # on a GPU: everything, < 8 min
+A script, not a test; CI runs it with --device cpu --small (tests/bench/test_cuda_check.py).
+
+    python bench/cuda_check.py --out DIR                     # on a GPU: everything, <= 9 min
     python bench/cuda_check.py --device cpu --out DIR        # the same checks a CPU can do
     python bench/cuda_check.py --device cpu --small --out DIR   # tiny sizes (CI)
     python bench/cuda_check.py --checks ops,gradcheck --out DIR # some checks only
@@ -64,6 +65,7 @@ CHECKS = ("build", "ops", "gradcheck", "determinism", "pytest", "train", "train_
 TOLERANCE = {torch.float64: (1e-12, 1e-9), torch.float32: (1e-5, 1e-3),
              torch.float16: (5e-3, 5e-2), torch.bfloat16: (3e-2, 2e-1)}
 TF32_OFF = {"NVIDIA_TF32_OVERRIDE": "0"}  # cuBLAS and cuDNN: full float32
+GRACE = 120  # seconds a check running at --time-limit may go on
 
 
 class Run:
@@ -80,10 +82,14 @@ class Run:
         self.log_path.write_text(f"$ {' '.join(sys.argv)}\n", encoding="utf-8")
         self.start = time.monotonic()
 
-    def left(self) -> float:
-        """Seconds left of --time-limit (inf without one)."""
+    def left(self, hard: bool = False) -> float:
+        """Seconds left until --time-limit (no check or configuration starts after it) or,
+        with ``hard``, until GRACE seconds later (running commands are stopped then); inf
+        without a limit."""
         limit = self.args.time_limit
-        return math.inf if not limit else limit - (time.monotonic() - self.start)
+        if not limit:
+            return math.inf
+        return limit + (GRACE if hard else 0) - (time.monotonic() - self.start)
 
     def log(self, text: str) -> None:
         """Append to log.txt; a section title ("===== ...") gets the run's clock."""
@@ -97,7 +103,7 @@ class Run:
         """Run ``cmd`` from the repository root, its output into the log; never raises on a
         non-zero exit (a timeout is returncode -9 with a note)."""
         self.log(f"\n===== {title}\n$ {' '.join(cmd)}")
-        timeout = min(timeout or math.inf, max(self.left(), 1))
+        timeout = min(timeout or math.inf, max(self.left(hard=True), 1))
         try:
             done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
                                   capture_output=True, text=True,
@@ -429,7 +435,7 @@ def _start(cmd: list, env: dict, log: Path) -> subprocess.Popen:
 
 def _finish(run: Run, proc: subprocess.Popen, log: Path, title: str) -> int:
     try:
-        code = proc.wait(timeout=max(run.left(), 1) if run.args.time_limit else None)
+        code = proc.wait(timeout=max(run.left(hard=True), 1) if run.args.time_limit else None)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
@@ -450,7 +456,7 @@ def _kill_at_random_iteration(run: Run, proc: subprocess.Popen, run_dir: Path) -
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return {"target": target, "killed_at": reached}
-        if run.left() < 0:
+        if run.left(hard=True) < 0:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return {"error": "time limit reached before the kill"}
@@ -705,7 +711,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="tiny sizes everywhere (what CI runs on a CPU); see the knobs below")
     p.add_argument("--work", help="scratch folder [default: a new temporary folder]")
     p.add_argument("--time-limit", type=float, default=None,
-                   help="seconds; checks not started by then are skipped [cuda: 480]")
+                   help=f"seconds; checks not started by then are skipped, commands still "
+                   f"running {GRACE} s later are stopped [cuda: 420]")
     p.add_argument("--build", choices=["auto", "never"], default="auto",
                    help="build ivr_ext when missing or stale (auto) or fail (never)")
     p.add_argument("--rebuild", action="store_true", help="build ivr_ext even if present")
@@ -741,7 +748,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                           "data.workers=0", *args.train_set]
     args.min_count = 1 if small else 5  # class frequency threshold of the generated data
     if args.time_limit is None and args.device == "cuda":
-        args.time_limit = 480.0
+        args.time_limit = 420.0
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**31)
     unknown = set(args.checks.split(",")) - set(CHECKS)

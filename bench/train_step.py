@@ -5,13 +5,15 @@ same run.
     python bench/train_step.py                      # CPU, both scales
     python bench/train_step.py --scales 600/1000    # the authors' scale only
     python bench/train_step.py --device cuda --amp bf16
+    python bench/train_step.py --models full --set model.backbone=resnet18   # any config key
 
 ResNet-50 from random init with the authors' settings (frozen batch norm, conv1 + layer1
 frozen, SGD with momentum, weight decay), the memory model with ITER 3, 512 memory channels
 and FC 4096; a fixed sequence of synthetic 4:3 images with 13 regions each (boxes cover
-the usual range of sizes); one image per step. Peak memory: CPU, the process's peak
-resident set while the model is built and trained (VmHWM, reset before each model, so it
-includes the Python and library baseline); CUDA, max_memory_allocated.
+the usual range of sizes); one image per step. The global and full models get a random
+knowledge graph (GRAPH_EDGES part-of edges per class and their reverses). Peak memory: CPU,
+the process's peak resident set while the model is built and trained (VmHWM, reset before
+each model, so it includes the Python and library baseline); CUDA, max_memory_allocated.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gc
 import statistics
 import time
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -29,10 +32,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from ivr_core.config import load_config
 from ivr_core.engine.optim import make_optimizer
 from ivr_core.engine.runtime import autocast, grad_scaler, setup
+from ivr_core.graph.knowledge import KnowledgeGraph
 from ivr_core.models import build_model
 from ivr_core.models.backbone import RandomInitWarning
 
-REGIONS, NUM_CLASSES = 13, 1485
+REGIONS, NUM_CLASSES, GRAPH_EDGES = 13, 1485, 4
 
 
 def inputs(scale: int, max_size: int, count: int, device: str):
@@ -48,6 +52,17 @@ def inputs(scale: int, max_size: int, count: int, device: str):
         classes = torch.randint(1, NUM_CLASSES, (REGIONS,), generator=g)
         out.append((image.to(device), boxes.to(device), classes.to(device)))
     return out
+
+
+def random_graph(num_classes: int, seed: int = 0) -> KnowledgeGraph:
+    """GRAPH_EDGES random part_of edges per class, with their has_part reverses."""
+    g = torch.Generator().manual_seed(seed)
+    graph = KnowledgeGraph([f"class{i}" for i in range(num_classes)])
+    for src in range(num_classes):
+        for dst in torch.randint(0, num_classes, (GRAPH_EDGES,), generator=g).tolist():
+            graph.add("part_of", src, dst)
+            graph.add("has_part", dst, src)
+    return graph.normalised()
 
 
 def matmul_gflops(device: str, n: int = 2048) -> float:
@@ -88,14 +103,17 @@ def _reset_peak(device: str) -> None:
 
 
 def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
-          amp: str, channels_last: bool) -> dict:
+          amp: str, channels_last: bool, overrides: Sequence[str] = ()) -> dict:
+    """One model's training step: {"s": median s/step, "gflop", "gflops", "peak_mb"}.
+    ``overrides`` are ``section.key=value`` items applied last."""
     _reset_peak(device)
     cfg = load_config(overrides=[f"model.type={model_type}", "model.weights=none",
-                                 f"runtime.amp={amp}", f"runtime.device={device}"])
+                                 f"runtime.amp={amp}", f"runtime.device={device}", *overrides])
     setup(cfg.runtime)  # what `ivr train` does: threads, region ops, malloc settings
+    graph = random_graph(NUM_CLASSES) if model_type in ("global", "full") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomInitWarning)
-        model = build_model(cfg, NUM_CLASSES).to(device).train()
+        model = build_model(cfg, NUM_CLASSES, graph=graph).to(device).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg.train)
@@ -136,6 +154,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config override, as `ivr train --set` (repeatable)")
     args = parser.parse_args()
     ref = matmul_gflops(args.device)
     name = torch.cuda.get_device_name() if args.device == "cuda" else \
@@ -148,7 +168,7 @@ def main() -> None:
         scale, max_size = (int(v) for v in pair.split("/"))
         for model_type in args.models.split(","):
             r = bench(model_type, scale, max_size, args.device, args.steps, args.amp,
-                      args.channels_last)
+                      args.channels_last, args.set)
             print(f"| {model_type} | {scale}/{max_size} | {r['s']:.2f} | {r['gflop']:.0f} | "
                   f"{r['gflops']:.0f} | {r['gflops'] / ref:.0%} | {r['peak_mb']:.0f} |",
                   flush=True)

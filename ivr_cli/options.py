@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ivr_core.config import Config, load_config
+from ivr_core.utils.tomltext import format_value
 
 ConfigFiles = Annotated[Optional[list[Path]], typer.Option(
     "--config", "-c", help="TOML config file merged over the defaults (repeatable, in order).")]
@@ -28,13 +29,6 @@ def resolve(config: list[Path] | None, sets: list[str] | None, base: Config | di
     items = list(sets or [])
     for key, value in shortcuts.items():
         if value is not None:
-            items.append(f"{key.replace('__', '.')}={_toml(value)}")
+            items.append(f"{key.replace('__', '.')}={format_value(value)}")
     return load_config(config or [], items, base=base)
 
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

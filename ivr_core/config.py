@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import toml
-
 from ivr_core.errors import IvrError
+from ivr_core.utils import tomltext
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 MODEL_TYPES = ("baseline", "memory", "global", "full")
@@ -119,7 +118,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_toml(self) -> str:
-        return toml.dumps(self.to_dict())
+        return tomltext.dumps(self.to_dict())
 
 
 def _sections() -> dict[str, type]:
@@ -168,8 +167,8 @@ def load_file(cfg: Config, path: str | Path) -> Config:
     if not path.is_file():
         raise IvrError(f"config file not found: {path}")
     try:
-        data = toml.loads(path.read_text(encoding="utf-8"))
-    except (toml.TomlDecodeError, UnicodeDecodeError) as e:
+        data = tomltext.loads(path.read_text(encoding="utf-8"))
+    except (tomltext.TOMLDecodeError, UnicodeDecodeError) as e:
         raise IvrError(f"config file {path} is not valid TOML: {e}") from None
     return merge(cfg, data, str(path))
 
@@ -183,8 +182,8 @@ def parse_override(item: str) -> dict[str, dict[str, Any]]:
         raise IvrError(f"--set expects section.key=value, got '{item}'")
     raw = raw.strip()
     try:
-        value = toml.loads(f"v = {raw}")["v"]
-    except (toml.TomlDecodeError, IndexError, ValueError):
+        value = tomltext.loads(f"v = {raw}")["v"]
+    except tomltext.TOMLDecodeError:
         value = raw  # unquoted string such as resnet18 or a path
     return {section: {name: value}}
 

@@ -14,7 +14,17 @@ from ivr_ext import _ops  # noqa: F401  (registers autograd and fake kernels)
 __version__ = "0.1.0"
 
 
+_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
+
+
 def has_kernel(device_type: str) -> bool:
     """Whether the ops have kernels for ``device_type`` ("cpu" or "cuda") in this build."""
-    key = {"cpu": "CPU", "cuda": "CUDA"}[device_type]
-    return torch._C._dispatch_has_kernel_for_dispatch_key("ivr::crop_and_resize", key)
+    return device_type in _KEYS and torch._C._dispatch_has_kernel_for_dispatch_key(
+        "ivr::crop_and_resize", _KEYS[device_type])
+
+
+def has_autocast(device_type: str) -> bool:
+    """Whether the ops run in float32 under ``device_type`` autocast (see _ops.py)."""
+    return device_type in _KEYS and all(
+        torch._C._dispatch_has_kernel_for_dispatch_key(op, "Autocast" + _KEYS[device_type])
+        for op in _ops.AUTOCAST_OPS)

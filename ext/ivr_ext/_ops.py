@@ -1,5 +1,5 @@
-"""Autograd and fake (meta) kernels of the ivr ops; the backward passes are their own ops,
-which have no autograd themselves (double backward raises)."""
+"""Autograd, fake (meta) and autocast kernels of the ivr ops; the backward passes are their
+own ops, which have no autograd themselves (double backward raises)."""
 
 import torch
 
@@ -69,3 +69,16 @@ def _paste_backward(ctx, grad):
 
 torch.library.register_autograd("ivr::crop_and_resize", _crop_backward, setup_context=_crop_setup)
 torch.library.register_autograd("ivr::paste_and_sum", _paste_backward, setup_context=_paste_setup)
+
+
+# Under autocast (ivr's runtime.amp = bf16 | fp16) the two ops run in float32, as
+# torchvision's roi_align does: float16/bfloat16 inputs on the autocast device are upcast
+# (float64 stays float64), the op runs with autocast off and returns float32. So the CPU
+# kernels (float32/float64 only) serve mixed precision too, and the memory's pasted sum of
+# updates is not rounded to 8 bits of mantissa. Gradients flow back through the upcast.
+AUTOCAST_OPS = ("ivr::crop_and_resize", "ivr::paste_and_sum")
+if hasattr(torch.library, "register_autocast"):  # torch >= 2.5
+    for _device in ("cpu", "cuda"):
+        if torch.amp.is_autocast_available(_device):
+            for _op in AUTOCAST_OPS:
+                torch.library.register_autocast(_op, _device, torch.float32)

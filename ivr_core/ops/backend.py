@@ -4,6 +4,12 @@ cover the tensor's device and dtype, the pure-PyTorch reference otherwise.
 ``set_backend("auto" | "compiled" | "reference")`` (config ``runtime.ops``) forces either.
 The first call says which implementation runs, once per process (a demo that trains and
 tests several models says it once).
+
+Under autocast (``runtime.amp``) both implementations compute in float32 and return float32
+for float16/bfloat16 inputs: the compiled ops through their autocast kernels (``ivr_ext``),
+the reference through :func:`_float32_under_autocast`. So mixed precision runs the compiled
+CPU kernels (float32/float64 only) rather than falling back, and sums of many regions are
+not rounded to 16 bits.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from ivr_core.ops import reference
 BACKENDS = ("auto", "compiled", "reference")
 _COMPILED_DTYPES = {"cpu": (torch.float32, torch.float64),
                     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class OpsBackendWarning(UserWarning):
@@ -53,11 +60,23 @@ def set_backend(mode: str) -> None:
     _state["mode"] = mode
 
 
+def _upcast(t: Tensor) -> bool:
+    """Whether autocast of ``t``'s device is on and ``t`` is one that it runs in float32."""
+    return t.dtype in _HALF and torch.is_autocast_enabled(t.device.type)
+
+
+def _compiled_dtype(t: Tensor) -> torch.dtype:
+    """The dtype the compiled kernel would see: float32 where the op's autocast kernel
+    upcasts ``t`` (builds of ivr_ext without one see ``t``'s own dtype)."""
+    upcast = _upcast(t) and _ext["module"].has_autocast(t.device.type)
+    return torch.float32 if upcast else t.dtype
+
+
 def _use_compiled(t: Tensor) -> bool:
     mode = _state["mode"]
     use = (mode != "reference" and compiled_status()[0]
            and _ext["module"].has_kernel(t.device.type)
-           and t.dtype in _COMPILED_DTYPES.get(t.device.type, ()))
+           and _compiled_dtype(t) in _COMPILED_DTYPES.get(t.device.type, ()))
     if mode == "compiled" and not use:
         raise IvrError(f"runtime.ops = compiled but ivr_ext has no {t.device.type} kernel for "
                        f"{t.dtype}; rebuild with `ivr build-ext` or set runtime.ops = auto")
@@ -68,6 +87,17 @@ def _use_compiled(t: Tensor) -> bool:
                 "builds the faster kernels)")
         warnings.warn(f"region ops: {what}", OpsBackendWarning, stacklevel=3)
     return use
+
+
+def _float32_under_autocast(fn, *args):
+    """``fn(*args)`` the way the compiled ops' autocast kernels run: under autocast of the
+    first tensor's device, float16/bfloat16 tensors upcast to float32 and autocast off."""
+    if not _upcast(args[0]):
+        return fn(*args)
+    device = args[0].device.type
+    args = [a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a for a in args]
+    with torch.autocast(device, enabled=False):
+        return fn(*args)
 
 
 def crop_and_resize(image: Tensor, boxes: Tensor, box_ind: Tensor, crop_size: Sequence[int],
@@ -81,7 +111,8 @@ def crop_and_resize(image: Tensor, boxes: Tensor, box_ind: Tensor, crop_size: Se
         ch, cw = crop_size
         return torch.ops.ivr.crop_and_resize(image, boxes, box_ind, int(ch), int(cw),
                                              float(extrapolation_value))
-    return reference.crop_and_resize(image, boxes, box_ind, crop_size, extrapolation_value)
+    return _float32_under_autocast(reference.crop_and_resize, image, boxes, box_ind, crop_size,
+                                   extrapolation_value)
 
 
 def paste_and_sum(maps: Tensor, boxes: Tensor, out_size: Sequence[int]) -> Tensor:
@@ -90,4 +121,4 @@ def paste_and_sum(maps: Tensor, boxes: Tensor, out_size: Sequence[int]) -> Tenso
     if _use_compiled(maps):
         out_h, out_w = out_size
         return torch.ops.ivr.paste_and_sum(maps, boxes, int(out_h), int(out_w))
-    return reference.paste_and_sum(maps, boxes, out_size)
+    return _float32_under_autocast(reference.paste_and_sum, maps, boxes, out_size)

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import toml
-
 from ivr_core.data.dataset import prepared_name
 from ivr_core.errors import IvrError
+from ivr_core.utils import tomltext
 
 FILES = ("config.toml", "env.json", "log.jsonl", "results.json")
 _CHECKPOINT = re.compile(r"^iter_(\d+)\.pt$")
@@ -77,8 +76,8 @@ def _read_object(run: Run, name: str, expected: str) -> dict | None:
 def _read_config(run: Run) -> dict | None:
     path = run.path / "config.toml"
     try:
-        data = toml.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, IndexError, TypeError) as e:  # what toml raises on bad input
+        data = tomltext.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad UTF-8, tomllib's TOMLDecodeError
         run.notes.append(f"config.toml could not be read ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:160] if str(e) else ''})")
         return None

@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
-import toml
 
 from ivr_core.config import Config, load_config, parse_override, preset_path
 from ivr_core.errors import IvrError
+from ivr_core.utils.tomltext import loads  # the standard library's tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ def test_defaults_are_the_authors_ade_setting():
 
 def test_shipped_ivr_toml_equals_the_defaults_and_comments_every_key():
     text = (ROOT / "ivr.toml").read_text()
-    assert toml.loads(text) == Config().to_dict()
+    assert loads(text) == Config().to_dict()
     for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             assert "#" in line, f"uncommented key in ivr.toml: {line}"
@@ -50,7 +50,8 @@ def test_int_is_accepted_for_float_keys():
     ("model.backbone=vgg16", "config key 'model.backbone' must be one of"),
     ("memory.context_layers=2", "config key 'memory.context_layers' must be odd"),
     ("train.lr_steps=[3, 1]", "config key 'train.lr_steps' must be increasing"),
-    ("train.lr_steps=[1, 'a']", "config key 'train.lr_steps' must be a list of int"),
+    ("train.lr_steps=[1, 'a']", "config key 'train.lr_steps[1]' must be int, got str 'a'"),
+    ("train.lr_steps=1", "config key 'train.lr_steps' must be a list of int"),
     ("runtime.device=gpu", "config key 'runtime.device'"),
     ("trainlr=1", "--set expects section.key=value"),
 ])
@@ -76,12 +77,28 @@ def test_override_values_parse_as_toml_with_bare_strings():
     assert parse_override("model.weights=/tmp/x.pth") == {"model": {"weights": "/tmp/x.pth"}}
     assert parse_override("train.lr = 1e-3") == {"train": {"lr": 1e-3}}
     assert parse_override("data.flip=false") == {"data": {"flip": False}}
+    assert parse_override('data.dir="a b"') == {"data": {"dir": "a b"}}
+    assert parse_override("data.dir=a b") == {"data": {"dir": "a b"}}  # not TOML: as written
+    assert parse_override("runtime.device=cuda:1") == {"runtime": {"device": "cuda:1"}}
+    assert parse_override("train.lr_steps=[10, 20]") == {"train": {"lr_steps": [10, 20]}}
 
 
 def test_roundtrip_through_toml_and_checkpoint_dict():
     cfg = load_config(overrides=["train.lr=0.125", "model.type=memory"])
-    assert load_config(base=toml.loads(cfg.to_toml())) == cfg
+    assert load_config(base=loads(cfg.to_toml())) == cfg
     assert load_config(base=cfg.to_dict()) == cfg
+
+
+def test_a_saved_config_with_awkward_strings_loads_back_equal(tmp_path):
+    awkward = 'C:\\data\\"ADE" \'20k\'\n\tunicode é ☃ 🚀 \x7f\x01 # not a comment'
+    cfg = load_config(overrides=["train.lr=5e-4", "train.weight_decay=1e-3",
+                                 "train.lr_steps=[10, 20]"])
+    cfg.data.dir = awkward
+    path = tmp_path / "config.toml"
+    path.write_text(cfg.to_toml(), encoding="utf-8")
+    again = load_config([path])
+    assert again == cfg and again.data.dir == awkward
+    assert again.train.lr == 5e-4 and again.train.weight_decay == 1e-3
 
 
 def test_demo_preset_is_valid():

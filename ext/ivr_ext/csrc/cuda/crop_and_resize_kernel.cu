@@ -95,6 +95,14 @@ __global__ void crop_image_grad_gather_kernel(const scalar_t* grad, const int64_
   }
 }
 
+// The range of box_ind is checked in the kernels (see above), but an empty batch leaves no
+// valid index at all: that much is known on the host, so say it here instead of tripping a
+// device-side assert, which would leave the CUDA context unusable.
+void check_batch_not_empty(const at::Tensor& image, int64_t k) {
+  TORCH_CHECK(k == 0 || image.size(0) > 0, "ivr::crop_and_resize: box_ind must lie in [0, 0): ",
+              k, " boxes but the image batch is empty");
+}
+
 at::Tensor crop_and_resize_cuda(const at::Tensor& image, const at::Tensor& boxes,
                                 const at::Tensor& box_ind, int64_t crop_h, int64_t crop_w,
                                 double extrapolation_value) {
@@ -103,6 +111,7 @@ at::Tensor crop_and_resize_cuda(const at::Tensor& image, const at::Tensor& boxes
   const int64_t k = boxes.size(0), c = image.size(1), h = image.size(2), w = image.size(3);
   auto out = at::empty({k, c, crop_h, crop_w}, image.options());
   if (k == 0 || c == 0) return out;
+  check_batch_not_empty(image, k);
   const auto img = image.contiguous();
   const auto ind = box_ind.to(at::kLong).contiguous();
   const int64_t n = out.numel();
@@ -141,6 +150,7 @@ std::tuple<at::Tensor, at::Tensor> crop_and_resize_backward_cuda(
   auto gboxes = boxes_grad ? at::zeros_like(boxes, at::MemoryFormat::Contiguous)
                            : at::empty({0}, boxes.options());
   if (k == 0 || c == 0) return {gimage, gboxes};
+  check_batch_not_empty(image, k);
   const auto g = grad.contiguous();
   const auto img = image.contiguous();
   const auto ind = box_ind.to(at::kLong).contiguous();

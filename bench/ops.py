@@ -29,6 +29,7 @@ import ctypes
 import gc
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -229,15 +230,18 @@ def race(args) -> None:
     tf_cmd = [tf_python, str(HERE / "tf_ops.py"), "--json"] + common
     rounds = {"ivr": [], "tf": []}
     version = ""
+    load = [os.getloadavg()[0]]  # what else the machine was running
     for i in range(args.rounds):
         for side in (("ivr", "tf") if i % 2 == 0 else ("tf", "ivr")):
             result = _worker(ivr_cmd if side == "ivr" else tf_cmd)
             rounds[side].append(result["times"])
             version = result.get("version", version)
+            load.append(os.getloadavg()[0])
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     print(f"torch {torch.__version__}, tensorflow {version}; {args.threads} threads each; "
           f"{args.rounds} alternating rounds of {args.repeat} calls; ivr malloc: "
-          f"{'system' if args.system_malloc else 'keeps freed memory'}; medians in ms")
+          f"{'system' if args.system_malloc else 'keeps freed memory'}; {os.cpu_count()} "
+          f"CPUs, 1-minute load average {min(load):.1f} to {max(load):.1f}; medians in ms")
     print_race(rounds)
 
 

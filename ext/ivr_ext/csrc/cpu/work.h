@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <pthread.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -20,6 +21,20 @@ namespace cpu {
 // millisecond on one core): waking another thread would cost more than it saves.
 constexpr int64_t kSerialWork = int64_t(1) << 20;
 
+// Whether this process is a fork of one that ran these kernels. torch's inter-op pool does
+// not survive a fork: its threads are gone and signalling its condition variable, which a
+// thread was waiting on at the fork, hangs. Such a process (a DataLoader worker, say) runs
+// the kernels on its calling thread.
+inline bool forked_child() {
+  static std::atomic<bool> forked{false};
+  static const bool watching = [] {
+    pthread_atfork(nullptr, nullptr, [] { forked.store(true); });
+    return true;
+  }();
+  (void)watching;
+  return forked.load();
+}
+
 // f(i) for every i in [0, n), on the calling thread and up to get_num_threads() - 1 helpers
 // from torch's inter-op pool, items handed out one at a time from a shared counter.
 //
@@ -35,7 +50,7 @@ template <typename F>
 void parallel_items(int64_t n, int64_t work, const F& f) {
   if (n <= 0) return;
   const int64_t helpers = std::min<int64_t>(n, at::get_num_threads()) - 1;
-  if (helpers <= 0 || work < kSerialWork || at::in_parallel_region()) {
+  if (helpers <= 0 || work < kSerialWork || at::in_parallel_region() || forked_child()) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }

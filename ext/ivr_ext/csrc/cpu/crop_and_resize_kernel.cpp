@@ -3,13 +3,16 @@
 // Two layouts: an NCHW image is sampled plane by plane (channel-major, so a plane stays in
 // cache while every box reads it); a channels-last image (NHWC, TensorFlow's layout) is
 // sampled one channel vector per sample, which vectorises, and gives a channels-last output.
+// Where the CPU has AVX-512 the kernels of crop_avx512.h run instead of the portable loops
+// below (same results to the bit).
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "../checks.h"
 #include "channels.h"
+#include "crop_avx512.h"
 #include "planes.h"
+#include "work.h"
 
 namespace ivr {
 namespace {
@@ -32,7 +35,7 @@ bool is_nhwc(const at::Tensor& t) {
 template <typename T, typename S>
 void crop_nhwc(const S* src, int64_t h, int64_t w, int64_t c, const int64_t* b,
                const cpu::BoxTaps<T>& taps, int64_t k, int64_t oh, int64_t ow, S fill, S* dst) {
-  at::parallel_for(0, k * oh, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_ranges(k * oh, 1, k * oh * ow * c, [&](int64_t begin, int64_t end) {
     for (int64_t ri = begin; ri < end; ++ri) {
       const int64_t r = ri / oh, i = ri % oh;
       const auto& ty = taps.y[r];
@@ -62,7 +65,8 @@ void scatter_nhwc(const S* g, int64_t h, int64_t w, int64_t c, const int64_t* b,
                   const cpu::BoxTaps<T>& taps, int64_t k, int64_t oh, int64_t ow, S* dst) {
   // One task per block of channels: no two tasks touch the same gradient element.
   const int64_t block = 64;
-  at::parallel_for(0, (c + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_ranges((c + block - 1) / block, 1, (k * oh * ow + h * w) * c,
+                       [&](int64_t begin, int64_t end) {
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t c0 = blk * block, n = std::min(block, c - c0);
       for (int64_t r = 0; r < k; ++r) {
@@ -85,7 +89,7 @@ void scatter_nhwc(const S* g, int64_t h, int64_t w, int64_t c, const int64_t* b,
 template <typename T, typename S>
 void box_grad_nhwc(const S* src, const S* g, int64_t h, int64_t w, int64_t c, const int64_t* b,
                    const cpu::BoxTaps<T>& taps, int64_t k, int64_t oh, int64_t ow, T* out) {
-  at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_ranges(k, 1, k * oh * ow * c, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const auto& ty = taps.y[r];
       const auto& tx = taps.x[r];
@@ -126,6 +130,17 @@ at::Tensor crop_and_resize_cpu(const at::Tensor& image, const at::Tensor& boxes,
     scalar_t* dst = out.data_ptr<scalar_t>();
     const int64_t* b = ind.data_ptr<int64_t>();
     const auto fill = static_cast<scalar_t>(extrapolation_value);
+#if IVR_HAVE_AVX512
+    if (cpu::avx512_enabled()) {
+      if (nhwc) {
+        cpu::crop_nhwc_avx512<T>(src, h, w, c, b, taps, k, crop_h, crop_w, fill, dst);
+      } else {
+        cpu::crop_nchw_avx512<T, 1>(src, image.size(0), c, h, w, b, taps, k, crop_h, crop_w, fill,
+                                       dst);
+      }
+      return;
+    }
+#endif
     if (nhwc) {
       crop_nhwc<T>(src, h, w, c, b, taps, k, crop_h, crop_w, fill, dst);
       return;
@@ -133,7 +148,7 @@ at::Tensor crop_and_resize_cpu(const at::Tensor& image, const at::Tensor& boxes,
     const int64_t grain = std::max<int64_t>(1, 4096 / (crop_h * crop_w));
     // Channel-major: consecutive tasks read the same image plane, which stays in L1 while
     // every box samples it (box-major would stream each box's window through all planes).
-    at::parallel_for(0, k * c, grain, [&](int64_t begin, int64_t end) {
+    cpu::parallel_ranges(k * c, grain, k * c * crop_h * crop_w, [&](int64_t begin, int64_t end) {
       for (int64_t ck = begin; ck < end; ++ck) {
         const int64_t ch = ck / k, r = ck % k;
         cpu::sample_plane<T>(src + (b[r] * c + ch) * h * w, w, taps.y[r], taps.x[r], fill,
@@ -154,10 +169,10 @@ std::tuple<at::Tensor, at::Tensor> crop_and_resize_backward_cpu(
               "ivr::_crop_and_resize_backward: grad must be (K, C, crop_h, crop_w)");
   const bool nhwc = is_nhwc(image);
   const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  auto gimage = image_grad ? at::zeros_like(image, format) : at::empty({0}, image.options());
+  auto gimage = image_grad ? at::empty_like(image, format) : at::empty({0}, image.options());
   auto gboxes = boxes_grad ? at::zeros_like(boxes, at::MemoryFormat::Contiguous)
                            : at::empty({0}, boxes.options());
-  if (k == 0 || c == 0) return {gimage, gboxes};
+  if (k == 0 || c == 0) return {gimage.zero_(), gboxes};
   const auto g = grad.contiguous(format);
   const auto img = image.contiguous(format);
   const auto ind = checked_box_ind(box_ind, image.size(0));
@@ -167,41 +182,51 @@ std::tuple<at::Tensor, at::Tensor> crop_and_resize_backward_cpu(
     const cpu::BoxTaps<T> taps(bx.data_ptr<T>(), k, h, w, crop_h, crop_w);
     const scalar_t* gp = g.data_ptr<scalar_t>();
     const int64_t* b = ind.data_ptr<int64_t>();
-    const int64_t crop = crop_h * crop_w;
-    if (nhwc) {
-      if (image_grad) {
-        scatter_nhwc<T>(gp, h, w, c, b, taps, k, crop_h, crop_w, gimage.data_ptr<scalar_t>());
-      }
-      if (boxes_grad) {
-        auto out = at::empty({k, 4}, bx.options());
-        box_grad_nhwc<T>(img.data_ptr<scalar_t>(), gp, h, w, c, b, taps, k, crop_h, crop_w,
-                         out.data_ptr<T>());
-        gboxes.copy_(out);
-      }
-      return;
-    }
+    const int64_t crop = crop_h * crop_w, batch = image.size(0);
     if (image_grad) {
-      // One task per channel: every box writes only its own image's plane of that channel.
       scalar_t* dst = gimage.data_ptr<scalar_t>();
-      at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t ch = begin; ch < end; ++ch) {
-          for (int64_t r = 0; r < k; ++r) {
-            cpu::scatter_plane<T>(gp + (r * c + ch) * crop, taps.y[r], taps.x[r], w,
-                                  dst + (b[r] * c + ch) * h * w);
-          }
+#if IVR_HAVE_AVX512
+      if (cpu::avx512_enabled()) {  // writes every element of gimage
+        if (nhwc) {
+          cpu::crop_image_grad_avx512<T, 4, true>(gp, batch, c, h, w, b, taps, k, crop_h,
+                                                  crop_w, dst);
+        } else {
+          cpu::crop_image_grad_avx512<T, 1, false>(gp, batch, c, h, w, b, taps, k, crop_h,
+                                                   crop_w, dst);
         }
-      });
+      } else
+#endif
+      {
+        gimage.zero_();
+        if (nhwc) {
+          scatter_nhwc<T>(gp, h, w, c, b, taps, k, crop_h, crop_w, dst);
+        } else {
+          // One task per channel: every box writes only its own image's plane of that channel.
+          cpu::parallel_ranges(c, 1, k * crop * c, [&](int64_t begin, int64_t end) {
+            for (int64_t ch = begin; ch < end; ++ch) {
+              for (int64_t r = 0; r < k; ++r) {
+                cpu::scatter_plane<T>(gp + (r * c + ch) * crop, taps.y[r], taps.x[r], w,
+                                      dst + (b[r] * c + ch) * h * w);
+              }
+            }
+          });
+        }
+      }
     }
     if (boxes_grad) {
       const scalar_t* src = img.data_ptr<scalar_t>();
       auto out = at::empty({k, 4}, bx.options());
       T* o = out.data_ptr<T>();
-      at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          cpu::box_grad<T>(src + b[r] * c * h * w, h * w, gp + r * c * crop, crop, c, w,
-                           taps.y[r], taps.x[r], o + r * 4);
-        }
-      });
+      if (nhwc) {
+        box_grad_nhwc<T>(src, gp, h, w, c, b, taps, k, crop_h, crop_w, o);
+      } else {
+        cpu::parallel_ranges(k, 1, k * c * crop, [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) {
+            cpu::box_grad<T>(src + b[r] * c * h * w, h * w, gp + r * c * crop, crop, c, w,
+                             taps.y[r], taps.x[r], o + r * 4);
+          }
+        });
+      }
       gboxes.copy_(out);
     }
   });

@@ -4,11 +4,11 @@
 // (Hm, Wm), 0)[k], computed by accumulating each region's kept samples straight into the
 // (C, Hm, Wm) output: nothing of size K x C x Hm x Wm is ever allocated.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "../checks.h"
 #include "planes.h"
+#include "work.h"
 
 namespace ivr {
 namespace {
@@ -27,7 +27,7 @@ at::Tensor paste_and_sum_cpu(const at::Tensor& maps, const at::Tensor& boxes, in
     const scalar_t* src = src_t.data_ptr<scalar_t>();
     scalar_t* dst = out.data_ptr<scalar_t>();
     // One task per channel: regions are summed in order into that channel's plane.
-    at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+    cpu::parallel_ranges(c, 1, k * c * out_h * out_w, [&](int64_t begin, int64_t end) {
       for (int64_t ch = begin; ch < end; ++ch) {
         for (int64_t r = 0; r < k; ++r) {
           cpu::add_plane<T>(src + (r * c + ch) * mh * mw, mw, taps.y[r], taps.x[r],
@@ -61,7 +61,7 @@ std::tuple<at::Tensor, at::Tensor> paste_and_sum_backward_cpu(const at::Tensor& 
     const int64_t plane = out_h * out_w;
     if (maps_grad) {
       scalar_t* dst = gmaps.data_ptr<scalar_t>();
-      at::parallel_for(0, k * c, 1, [&](int64_t begin, int64_t end) {
+      cpu::parallel_ranges(k * c, 16, k * c * plane, [&](int64_t begin, int64_t end) {
         for (int64_t kc = begin; kc < end; ++kc) {
           const int64_t r = kc / c, ch = kc % c;
           cpu::scatter_plane<T>(gp + ch * plane, taps.y[r], taps.x[r], mw, dst + kc * mh * mw);
@@ -72,7 +72,7 @@ std::tuple<at::Tensor, at::Tensor> paste_and_sum_backward_cpu(const at::Tensor& 
       const scalar_t* src = src_t.data_ptr<scalar_t>();
       auto out = at::empty({k, 4}, bx.options());
       T* o = out.data_ptr<T>();
-      at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
+      cpu::parallel_ranges(k, 1, k * c * plane, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           cpu::box_grad<T>(src + r * c * mh * mw, mh * mw, gp, plane, c, mw, taps.y[r],
                            taps.x[r], o + r * 4);

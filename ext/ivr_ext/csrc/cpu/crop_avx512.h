@@ -1,0 +1,302 @@
+// AVX-512 kernels of crop_and_resize: the forward pass and the image gradient, for NCHW and
+// channels-last (NHWC) images. All of them work on vectors of channels:
+//
+// - NHWC forward: a sample's four taps are channel vectors of the image; the crop is written
+//   a vector of channels at a time.
+// - NCHW forward: per (image, block of channels), the block's planes are transposed into an
+//   (H, W, block) tile; each box's samples are computed as channel vectors into an
+//   (oh * ow, block) tile, which is transposed back into the box's output planes and written
+//   in one contiguous run. Every bilinear weight serves a whole vector of channels, and the
+//   image is read once per block instead of four scattered taps per output value.
+// - image gradient: per (image, block of channels), the output gradient is scattered into a
+//   private (H, W, block) tile, box by box in order, then copied out into the image gradient.
+//   No two tasks share an element, and no atomic or lock is taken per value.
+//
+// The per-lane arithmetic and, for every gradient element, the order of its terms are the
+// portable kernels' (planes.h, channels.h), so outputs and image gradients are those
+// kernels' to the bit, on any number of threads.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "planes.h"
+#include "simd.h"
+#include "work.h"
+
+#if IVR_HAVE_AVX512
+
+namespace ivr {
+namespace cpu {
+
+// The boxes of each image, in their order: image n's are order[start[n] .. start[n + 1]).
+struct BoxesByImage {
+  std::vector<int64_t> start, order;
+  BoxesByImage(const int64_t* b, int64_t k, int64_t batch) : start(batch + 1, 0), order(k) {
+    for (int64_t r = 0; r < k; ++r) ++start[b[r] + 1];
+    for (int64_t n = 0; n < batch; ++n) start[n + 1] += start[n];
+    std::vector<int64_t> next(start.begin(), start.end() - 1);
+    for (int64_t r = 0; r < k; ++r) order[next[b[r]]++] = r;
+  }
+};
+
+// Outputs from this size on are written with non-temporal stores: they do not stay in the
+// caches anyway, and a normal store first reads the line it writes.
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+
+// dst[0, n) = src[0, n) with non-temporal stores: the bytes go to memory without being read
+// first (a normal store fetches the line it writes).
+template <typename W, typename T>
+IVR_AVX512 void stream_copy(const T* src, int64_t n, T* dst) {
+  constexpr int64_t L = W::L;
+  int64_t head = (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64 / sizeof(T);
+  if (reinterpret_cast<uintptr_t>(dst) % sizeof(T) != 0) head = n;  // unaligned scalars
+  head = std::min(head, n);
+  std::memcpy(dst, src, head * sizeof(T));
+  int64_t i = head;
+  for (; i + L <= n; i += L) W::stream(dst + i, W::load(src + i));
+  std::memcpy(dst + i, src + i, (n - i) * sizeof(T));
+}
+
+// image (B, C, H, W) -> out (K, C, oh, ow). Per (image, block of U * L channels): the block's
+// planes are transposed into an (H, W, block) tile, each box's crop is computed as channel
+// vectors into an (oh * ow, block) tile, which is transposed into the box's output planes.
+template <typename T, int64_t U>
+IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t h, int64_t w,
+                                 const int64_t* b, const BoxTaps<T>& taps, int64_t k,
+                                 int64_t oh, int64_t ow, T fill, T* dst) {
+  using W = Vec512<T>;
+  constexpr int64_t L = W::L, block = U * L;
+  const int64_t hw = h * w, crop = oh * ow, blocks = (c + block - 1) / block;
+  const BoxesByImage boxes(b, k, batch);
+  const typename W::V fills = W::set1(fill);
+  const bool stream = k * c * crop * int64_t(sizeof(T)) >= kStreamBytes;
+  parallel_items(batch * blocks, (k * crop + batch * hw) * c, [&](int64_t item) IVR_AVX512 {
+    const int64_t n = item / blocks, c0 = item % blocks * block, nc = std::min(block, c - c0);
+    if (boxes.start[n] == boxes.start[n + 1]) return;
+    // (H, W, block), then (crop, block) and (block, crop)
+    T* tile = thread_scratch<T>((hw + 2 * crop) * block);
+    T* crops = tile + hw * block;
+    T* planes = crops + crop * block;
+    for (int64_t u = 0; u < U; ++u) {
+      const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
+      planes_to_vectors<W>(src + (n * c + c0 + u * L) * hw, hw, rows, hw, tile + u * L, block);
+    }
+    for (int64_t at = boxes.start[n]; at < boxes.start[n + 1]; ++at) {
+      const int64_t r = boxes.order[at];
+      const auto& ty = taps.y[r];
+      const auto& tx = taps.x[r];
+      for (int64_t i = 0; i < oh; ++i) {
+        const bool row_kept = i >= ty.first && i < ty.last;
+        const T* top = tile + ty.lo[i] * w * block;
+        const T* bottom = tile + ty.hi[i] * w * block;
+        const auto yl = W::set1(ty.lerp[i]);
+        for (int64_t j = 0; j < ow; ++j) {
+          T* o = crops + (i * ow + j) * block;
+          if (!row_kept || j < tx.first || j >= tx.last) {
+            for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
+            continue;
+          }
+          const T* tl = top + tx.lo[j] * block;
+          const T* tr = top + tx.hi[j] * block;
+          const T* bl = bottom + tx.lo[j] * block;
+          const T* br = bottom + tx.hi[j] * block;
+          const auto xl = W::set1(tx.lerp[j]);
+          for (int64_t u = 0; u < U; ++u) {
+            const int64_t d = u * L;
+            W::store(o + d, vbilinear<W>(W::load(tl + d), W::load(tr + d), W::load(bl + d),
+                                         W::load(br + d), xl, yl));
+          }
+        }
+      }
+      // Transposed in cache, then written in one contiguous run: the box's planes of the
+      // block are nc * crop consecutive values of the output.
+      vectors_to_planes<W>(crops, block, nc, crop, planes, crop);
+      if (stream) {
+        stream_copy<W>(planes, nc * crop, dst + (r * c + c0) * crop);
+      } else {
+        std::memcpy(dst + (r * c + c0) * crop, planes, sizeof(T) * nc * crop);
+      }
+    }
+    _mm_sfence();  // the streamed stores are visible before the task ends
+  });
+}
+
+// image (B, H, W, C) -> out (K, oh, ow, C). kStream: full vectors are written with
+// non-temporal stores (c * sizeof(T) and dst 64-byte aligned).
+template <typename T, bool kStream>
+IVR_AVX512 void crop_nhwc_rows(const T* src, int64_t h, int64_t w, int64_t c, const int64_t* b,
+                               const BoxTaps<T>& taps, int64_t k, int64_t oh, int64_t ow,
+                               T fill, T* dst) {
+  using W = Vec512<T>;
+  constexpr int64_t L = W::L;
+  const typename W::V fills = W::set1(fill);
+  const int64_t full = c / L * L;
+  const auto tail = W::first(c - full);
+  parallel_items(k * oh, k * oh * ow * c, [&](int64_t ri) IVR_AVX512 {
+    const int64_t r = ri / oh, i = ri % oh;
+    const auto& ty = taps.y[r];
+    const auto& tx = taps.x[r];
+    T* row = dst + ri * ow * c;
+    const bool row_kept = i >= ty.first && i < ty.last;
+    const T* top = src + (b[r] * h + ty.lo[i]) * w * c;
+    const T* bottom = src + (b[r] * h + ty.hi[i]) * w * c;
+    const auto yl = W::set1(ty.lerp[i]);
+    for (int64_t j = 0; j < ow; ++j) {
+      T* o = row + j * c;
+      if (!row_kept || j < tx.first || j >= tx.last) {
+        for (int64_t d = 0; d < full; d += L) W::store(o + d, fills);
+        W::store(o + full, fills, tail);
+        continue;
+      }
+      const T* tl = top + tx.lo[j] * c;
+      const T* tr = top + tx.hi[j] * c;
+      const T* bl = bottom + tx.lo[j] * c;
+      const T* br = bottom + tx.hi[j] * c;
+      const auto xl = W::set1(tx.lerp[j]);
+      for (int64_t d = 0; d < full; d += L) {
+        const auto v = vbilinear<W>(W::load(tl + d), W::load(tr + d), W::load(bl + d),
+                                    W::load(br + d), xl, yl);
+        if constexpr (kStream) {
+          W::stream(o + d, v);
+        } else {
+          W::store(o + d, v);
+        }
+      }
+      W::store(o + full,
+               vbilinear<W>(W::load(tl + full, tail), W::load(tr + full, tail),
+                            W::load(bl + full, tail), W::load(br + full, tail), xl, yl),
+               tail);
+    }
+    if constexpr (kStream) _mm_sfence();
+  });
+}
+
+// image (B, H, W, C) -> out (K, oh, ow, C).
+template <typename T>
+void crop_nhwc_avx512(const T* src, int64_t h, int64_t w, int64_t c, const int64_t* b,
+                      const BoxTaps<T>& taps, int64_t k, int64_t oh, int64_t ow, T fill, T* dst) {
+  const bool aligned = reinterpret_cast<uintptr_t>(dst) % 64 == 0 && c * sizeof(T) % 64 == 0;
+  if (aligned && k * oh * ow * c * int64_t(sizeof(T)) >= kStreamBytes) {
+    crop_nhwc_rows<T, true>(src, h, w, c, b, taps, k, oh, ow, fill, dst);
+  } else {
+    crop_nhwc_rows<T, false>(src, h, w, c, b, taps, k, oh, ow, fill, dst);
+  }
+}
+
+// NHWC image gradient: a sample's gradient is fetched this many samples ahead.
+constexpr int64_t kPrefetchSamples = 8;
+
+// Software prefetch of a range of memory, a few cache lines per step, spread over the work
+// that precedes its use.
+class Prefetcher {
+ public:
+  void start(const void* p, int64_t bytes) {
+    next_ = static_cast<const char*>(p);
+    end_ = next_ + bytes;
+  }
+  void step(int64_t lines) {
+    for (; lines > 0 && next_ < end_; --lines, next_ += 64) _mm_prefetch(next_, _MM_HINT_T0);
+  }
+  void finish() { step(INT64_MAX); }
+
+ private:
+  const char* next_ = nullptr;
+  const char* end_ = nullptr;
+};
+
+// Image gradient (B, C, H, W) or (B, H, W, C) of the crops' gradient grad (K, C, oh, ow) or
+// (K, oh, ow, C), per (image, block of U * L channels) into an (H, W, block) tile. NCHW: each
+// box's gradient planes are first transposed into an (oh * ow, block) tile.
+template <typename T, int64_t U, bool kNhwc>
+IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, int64_t h,
+                                       int64_t w, const int64_t* b, const BoxTaps<T>& taps,
+                                       int64_t k, int64_t oh, int64_t ow, T* gimage) {
+  using W = Vec512<T>;
+  constexpr int64_t L = W::L, block = U * L;
+  const int64_t hw = h * w, crop = oh * ow, blocks = (c + block - 1) / block;
+  const BoxesByImage boxes(b, k, batch);
+  parallel_items(batch * blocks, (k * crop + batch * hw) * c, [&](int64_t item) IVR_AVX512 {
+    const int64_t n = item / blocks, c0 = item % blocks * block, nc = std::min(block, c - c0);
+    typename W::Mask mask[U];
+    for (int64_t u = 0; u < U; ++u) mask[u] = W::first(std::max<int64_t>(0, nc - u * L));
+    T* tile = thread_scratch<T>((hw + (kNhwc ? 0 : crop)) * block);  // (H, W, block)
+    T* crops = tile + hw * block;                                      // NCHW: (crop, block)
+    std::memset(tile, 0, sizeof(T) * hw * block);
+    // NCHW: a box's gradient planes of the block (nc * crop values in a row) are fetched
+    // while the box before it is scattered.
+    Prefetcher ahead;
+    for (int64_t at = boxes.start[n]; at < boxes.start[n + 1]; ++at) {
+      const int64_t r = boxes.order[at];
+      const auto& ty = taps.y[r];
+      const auto& tx = taps.x[r];
+      const T* g = grad + r * crop * c + c0;  // NHWC: sample s at g + s * c
+      int64_t sample_stride = c;
+      if constexpr (!kNhwc) {
+        ahead.finish();
+        if (at + 1 < boxes.start[n + 1]) {
+          ahead.start(grad + (boxes.order[at + 1] * c + c0) * crop, sizeof(T) * nc * crop);
+        }
+        for (int64_t u = 0; u < U; ++u) {
+          const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
+          planes_to_vectors<W>(grad + (r * c + c0 + u * L) * crop, crop, rows, crop,
+                               crops + u * L, block);
+        }
+        g = crops;
+        sample_stride = block;
+      }
+      for (int64_t i = ty.first; i < ty.last; ++i) {
+        T* top = tile + ty.lo[i] * w * block;
+        T* bottom = tile + ty.hi[i] * w * block;
+        const auto wt = W::set1(1 - ty.lerp[i]), wb = W::set1(ty.lerp[i]);
+        for (int64_t j = tx.first; j < tx.last; ++j) {
+          const T* gs = g + (i * ow + j) * sample_stride;
+          if constexpr (kNhwc) {
+            // A sample's gradient is a block-sized piece of a C-long vector, too far from the
+            // last one for the hardware prefetchers. (A prefetch past the end is harmless.)
+            for (int64_t d = 0; d < block; d += 64 / sizeof(T)) {
+              _mm_prefetch(reinterpret_cast<const char*>(gs + kPrefetchSamples * c + d),
+                           _MM_HINT_T0);
+            }
+          } else {
+            ahead.step(2);
+          }
+          const auto wl = W::set1(1 - tx.lerp[j]), wr = W::set1(tx.lerp[j]);
+          T* ptl = top + tx.lo[j] * block;
+          T* ptr = top + tx.hi[j] * block;
+          T* pbl = bottom + tx.lo[j] * block;
+          T* pbr = bottom + tx.hi[j] * block;
+          for (int64_t u = 0; u < U; ++u) {
+            const int64_t d = u * L;
+            const auto gv = W::load(gs + d, mask[u]);
+            const auto dt = W::mul(wt, gv), db = W::mul(wb, gv);
+            // Taps coincide at integer coordinates: each update reloads its tap.
+            W::store(ptl + d, W::add(W::load(ptl + d), W::mul(wl, dt)));
+            W::store(ptr + d, W::add(W::load(ptr + d), W::mul(wr, dt)));
+            W::store(pbl + d, W::add(W::load(pbl + d), W::mul(wl, db)));
+            W::store(pbr + d, W::add(W::load(pbr + d), W::mul(wr, db)));
+          }
+        }
+      }
+    }
+    if constexpr (kNhwc) {
+      T* out = gimage + n * hw * c + c0;
+      for (int64_t p = 0; p < hw; ++p) {
+        for (int64_t u = 0; u < U; ++u) {
+          W::store(out + p * c + u * L, W::load(tile + p * block + u * L), mask[u]);
+        }
+      }
+    } else {
+      vectors_to_planes<W>(tile, block, nc, hw, gimage + (n * c + c0) * hw, hw);
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace ivr
+
+#endif  // IVR_HAVE_AVX512

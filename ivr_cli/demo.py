@@ -23,7 +23,7 @@ import typer
 
 from ivr_cli.display import err, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
-from ivr_cli.prepare_data import generate_synthetic, print_report
+from ivr_cli.prepare_data import check_image_count, generate_synthetic, print_report
 from ivr_cli.prepare_graph import mine
 from ivr_core.config import MODEL_TYPES, preset_path
 from ivr_core.data import synthetic
@@ -60,6 +60,7 @@ def demo(
 
     Example: ivr demo --out ivr-demo
     """
+    check_image_count(images)
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names or any(m not in MODEL_TYPES for m in names) or len(set(names)) < len(names):
         raise IvrError(f"--models takes distinct names among {', '.join(MODEL_TYPES)}, "

@@ -16,7 +16,6 @@ Examples::
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,14 +23,17 @@ import typer
 
 from ivr_cli.display import err as console
 from ivr_cli.options import Quiet
+from ivr_core.config import MAX_PIXELS_LIMIT, DataConfig
 from ivr_core.data import synthetic
 from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
-from ivr_core.data.coco import MISSING_FILE, REASONS, CocoReport, prepare_coco
+from ivr_core.data.coco import IMAGE_REASONS, REASONS, CocoReport, prepare_coco
 from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_cli.prepare_graph import mine
 from ivr_core.data.dataset import load_prepared
 from ivr_core.errors import IvrError
+from ivr_core.utils.io import make_temp_dir
 
+SYNTHETIC_IMAGES = (900, 6, 1_000_000)  # default, least, most
 
 
 def prepare_data(
@@ -61,6 +63,9 @@ def prepare_data(
     force: Annotated[bool, typer.Option(help="Synthetic: replace an existing dataset.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes [default: CPU count, "
                                                         "at most 8].")] = None,
+    max_pixels: Annotated[int, typer.Option(
+        help="Skip images whose header claims more pixels (data.max_pixels when training).")]
+    = DataConfig.max_pixels,
     quiet: Quiet = False,
 ) -> None:
     """Prepare ADE20K, COCO-format annotations or the synthetic dataset for training and testing.
@@ -71,16 +76,20 @@ def prepare_data(
     """
     if (ade_root is not None) + synthetic_ + bool(coco) != 1:
         raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
+    if not 1 <= max_pixels <= MAX_PIXELS_LIMIT:
+        raise IvrError(f"--max-pixels must be 1..{MAX_PIXELS_LIMIT} (OpenCV decodes no more), "
+                       f"got {max_pixels}")
     if coco:
         if not images or not name:
             raise IvrError("--coco needs --images DIR (the folder holding its images) and "
                            "--name NAME (the split name)")
-        report = prepare_coco(coco, images, name, out, show_progress=not quiet)
+        report = prepare_coco(coco, images, name, out, show_progress=not quiet,
+                              max_pixels=max_pixels)
         print_coco_report(report)
         return
-    count = _image_count(images) if synthetic_ else 900
-    if min_count < 0 or count < 6 or (workers is not None and workers < 1):
-        raise IvrError("--min-count must be >= 0, --images >= 6 and --workers >= 1")
+    count = _image_count(images) if synthetic_ else SYNTHETIC_IMAGES[0]
+    if min_count < 0 or (workers is not None and workers < 1):
+        raise IvrError("--min-count must be >= 0 and --workers >= 1")
     if synthetic_:
         out = out or Path("data/synthetic")
         generate_synthetic(out, count, seed, force, workers, quiet)
@@ -89,7 +98,7 @@ def prepare_data(
     else:
         extra = None
     report = prepare_ade(ade_root, split_dir or DEFAULT_SPLIT_DIR, min_count, out, SPLITS,
-                         workers, extra=extra, show_progress=not quiet)
+                         workers, extra=extra, show_progress=not quiet, max_pixels=max_pixels)
     print_report(report)
     train = next(s for s in report.splits if s.split == "train")
     mine(load_prepared(train.path.parent, "train", min_count))
@@ -97,11 +106,22 @@ def prepare_data(
 
 def _image_count(images: list[str] | None) -> int:
     if not images:
-        return 900
-    if len(images) > 1 or not images[0].lstrip("-").isdigit():
-        raise IvrError(f"--synthetic takes one --images N (a number of images), got "
+        return SYNTHETIC_IMAGES[0]
+    if len(images) > 1 or not images[0].isdigit():
+        raise IvrError(f"--synthetic takes one --images N (a whole number of images), got "
                        f"{' '.join(images)}")
-    return int(images[0])
+    # a huge digit string is out of range before int() meets Python's limit on digits
+    count = int(images[0]) if len(images[0]) <= 12 else SYNTHETIC_IMAGES[2] + 1
+    check_image_count(count)
+    return count
+
+
+def check_image_count(count: int) -> None:
+    """Synthetic image counts: at least 2 per split, at most what one disk should hold."""
+    _, low, high = SYNTHETIC_IMAGES
+    if not low <= count <= high:
+        raise IvrError(f"--images must be {low}..{high:,} synthetic images (2/3 train, "
+                       f"1/6 mval, 1/6 mtest), got {count:,}")
 
 
 def generate_synthetic(out: Path, images: int, seed: int, force: bool,
@@ -111,8 +131,7 @@ def generate_synthetic(out: Path, images: int, seed: int, force: bool,
         if not force:
             raise IvrError(f"{out} already exists and is not empty; pass --force to replace "
                            "it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, out.name)
     try:
         synthetic.generate(tmp, images=images, seed=seed, workers=workers,
                            show_progress=not quiet)
@@ -124,29 +143,41 @@ def generate_synthetic(out: Path, images: int, seed: int, force: bool,
     console.print(f"generated {images} synthetic images in {out} (seed {seed})")
 
 
-def print_report(report: PrepareReport) -> None:
+def print_report(report: PrepareReport, shown: int = 5) -> None:
     for s in report.splits:
-        console.print(f"{s.split:>6}: {s.images} images, {s.regions} regions "
-                      f"({s.empty} images without regions) -> {s.path}")
+        unknown = (f", {s.unknown_instances} instance(s) named in no line of "
+                   "objectnames.txt skipped" if s.unknown_instances else "")
+        console.print(f"{s.split:>6}: {s.images} of {s.listed} images kept, {s.regions} "
+                      f"regions ({s.empty} images without regions{unknown}) -> {s.path}",
+                      markup=False, highlight=False)
     console.print(f"{report.classes} classes (background included)")
     if report.problems:
         console.print(f"[yellow]skipped {len(report.problems)} image(s) with missing or "
                       "corrupt files:[/]")
         for p in report.problems:
             console.print(f"  {p.path}: {p.reason}", markup=False, highlight=False)
+    if report.notes:
+        images = len({p.path for p in report.notes})
+        console.print(f"notes on {images} kept image(s):")
+        for p in report.notes[:shown]:
+            console.print(f"  {p.path}: {p.reason}", markup=False, highlight=False)
+        if len(report.notes) > shown:
+            console.print(f"  ... and {len(report.notes) - shown} more")
 
 
 def print_coco_report(report: CocoReport, shown: int = 5) -> None:
     console.print(f"{report.split}: {report.images} images, {report.regions} regions "
-                  f"({report.empty} images without regions) -> {report.path}")
+                  f"({report.empty} images without regions) -> {report.path}",
+                  markup=False, highlight=False)
     console.print(f"{report.classes} classes (background included)")
-    skipped = [f"{report.skipped[r]} {r}" for r in REASONS if r != MISSING_FILE
-               and report.skipped[r]]
+    skipped = [f"{report.skipped[r]} {r}" for r in REASONS if report.skipped[r]]
     if skipped:
         console.print(f"[yellow]skipped annotations:[/] {', '.join(skipped)}")
-    if report.missing:
-        console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
-    for path in report.missing[:shown]:
-        console.print(f"  missing: {path}", markup=False, highlight=False)
-    if len(report.missing) > shown:
-        console.print(f"  ... and {len(report.missing) - shown} more missing image files")
+    if report.unusable:
+        kinds = [f"{report.skipped_images[r]} {r}" for r in IMAGE_REASONS
+                 if report.skipped_images[r]]
+        console.print(f"[yellow]skipped {len(report.unusable)} image(s):[/] {', '.join(kinds)}")
+    for path, reason in report.unusable[:shown]:
+        console.print(f"  {path}: {reason}", markup=False, highlight=False)
+    if len(report.unusable) > shown:
+        console.print(f"  ... and {len(report.unusable) - shown} more")

@@ -53,7 +53,8 @@ def predict(
     state = load_checkpoint(checkpoint)
     cfg = resolve(config, set_, base=state["config"], runtime__device=device)
     dev = setup(cfg.runtime)
-    source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"])
+    source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"],
+                         cfg.data.max_pixels)
     report = run_predict(images, source, state, cfg, dev, out, workers=batch_images,
                          draw=draw or iterations, iterations=iterations,
                          show_progress=not quiet)
@@ -65,6 +66,10 @@ def predict(
                       f"= {report.correct / report.labelled:.3f}")
     if (draw or iterations) and report.images:
         console.print(f"drawings in {out / 'drawn'}")
+    if report.notes:
+        console.print(f"notes on {len({path for path, _ in report.notes})} labelled image(s):")
+        for path, note in report.notes:
+            console.print(f"  {path}: {note}", markup=False, highlight=False)
     if report.skipped:
         console.print(f"[yellow]skipped {len(report.skipped)} image(s) or box(es):[/]")
         for path, reason in report.skipped:

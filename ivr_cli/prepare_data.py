@@ -107,21 +107,26 @@ def prepare_data(
 def _image_count(images: list[str] | None) -> int:
     if not images:
         return SYNTHETIC_IMAGES[0]
-    if len(images) > 1 or not images[0].isdigit():
+    text = images[0]
+    if len(images) > 1 or not text.isdigit():
         raise IvrError(f"--synthetic takes one --images N (a whole number of images), got "
                        f"{' '.join(images)}")
-    # a huge digit string is out of range before int() meets Python's limit on digits
-    count = int(images[0]) if len(images[0]) <= 12 else SYNTHETIC_IMAGES[2] + 1
-    check_image_count(count)
-    return count
+    if len(text) > len(str(SYNTHETIC_IMAGES[2])):  # out of range, whatever its digits
+        raise _count_error(text if len(text) <= 24 else text[:21] + "...")
+    check_image_count(int(text))
+    return int(text)
 
 
 def check_image_count(count: int) -> None:
     """Synthetic image counts: at least 2 per split, at most what one disk should hold."""
+    if not SYNTHETIC_IMAGES[1] <= count <= SYNTHETIC_IMAGES[2]:
+        raise _count_error(f"{count:,}")
+
+
+def _count_error(given: str) -> IvrError:
     _, low, high = SYNTHETIC_IMAGES
-    if not low <= count <= high:
-        raise IvrError(f"--images must be {low}..{high:,} synthetic images (2/3 train, "
-                       f"1/6 mval, 1/6 mtest), got {count:,}")
+    return IvrError(f"--images must be {low}..{high:,} synthetic images (2/3 train, 1/6 mval, "
+                    f"1/6 mtest), got {given}")
 
 
 def generate_synthetic(out: Path, images: int, seed: int, force: bool,

@@ -23,7 +23,7 @@ import numpy as np
 
 from ivr_core.config import DataConfig
 from ivr_core.errors import IvrError
-from ivr_core.utils.files import UnreadableFile, read_text
+from ivr_core.utils.files import MissingFile, UnreadableFile, read_text
 from ivr_core.utils.images import read_image
 from ivr_core.utils.paths import inside
 
@@ -61,15 +61,13 @@ def load_classes(split_dir: str | os.PathLike, min_count: int) -> list[str]:
 
 
 def read_split(split_dir: str | os.PathLike, split: str) -> list[str]:
-    """Image paths of a split file, checked not to be absolute, climb out with ``..`` or
-    hold a NUL byte (links that lead out of the root are refused when the image is read)."""
+    """Image paths of a split file, checked not to be absolute or climb out with ``..``
+    (links that lead out of the root are refused when the image is read; a NUL byte makes
+    the whole file unreadable text)."""
     path = Path(split_dir) / f"{split}.txt"
     entries = [line.strip() for line in _read_lines(path) if line.strip()]
-    for number, entry in enumerate(entries, 1):
+    for entry in entries:
         p = PurePosixPath(entry)
-        if "\0" in entry:
-            raise IvrError(f"{path}: entry {number} holds a NUL byte; split files must hold "
-                           "plain image paths, one per line")
         if p.is_absolute() or ".." in p.parts:
             raise IvrError(f"{path}: entry '{entry}' leaves the dataset root; split files "
                            "must hold paths relative to it")
@@ -84,11 +82,11 @@ def load_names(split_dir: str | os.PathLike) -> set[str]:
 def _read_lines(path: Path) -> list[str]:
     try:
         return read_text(path, what="split file").splitlines()
+    except MissingFile:
+        raise IvrError(f"split file not found: {path} (expected the ADE split files "
+                       "train.txt, mval.txt, mtest.txt, objectnames.txt, "
+                       "objectcounts.txt)") from None
     except UnreadableFile as e:
-        if e.reason == "missing split file":
-            raise IvrError(f"split file not found: {path} (expected the ADE split files "
-                           "train.txt, mval.txt, mtest.txt, objectnames.txt, "
-                           "objectcounts.txt)") from None
         raise IvrError(f"cannot read split file {e}") from None
 
 

@@ -10,6 +10,7 @@ A COCO bbox ``[x, y, w, h]`` is in continuous pixels; the inclusive integer box 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -22,7 +23,7 @@ from ivr_core.data.dataset import prepared_name
 from ivr_core.data.prepare import portable_root
 from ivr_core.config import DataConfig
 from ivr_core.errors import IvrError
-from ivr_core.utils.files import UnreadableFile, read_json
+from ivr_core.utils.files import MissingFile, UnreadableFile, read_json
 from ivr_core.utils.images import read_header
 from ivr_core.utils.io import write_json
 from ivr_core.utils.progress import progress_bar
@@ -135,7 +136,14 @@ def _expect(path: Path, section: str, i: int, entry, checks: dict) -> None:
     for key, check in checks.items():
         if not check(entry.get(key)):
             raise IvrError(f"{path}: {section}[{i}] has no valid '{key}' (expected "
-                           f"{_EXPECTED[check]}, got {entry.get(key)!r})")
+                           f"{_EXPECTED[check]}, got {shown(entry.get(key))})")
+
+
+def shown(value, limit: int = 60) -> str:
+    """A JSON value as written, cut to ``limit`` characters (it may hold a 400-digit
+    number)."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def merge_categories(docs: list[tuple[Path, dict]]) -> tuple[list[str], dict[int, int]]:
@@ -183,7 +191,7 @@ def _image_problem(file: Path, image_dir: Path, im: dict,
     try:
         header = read_header(file, max_pixels, image_dir)
     except UnreadableFile as e:
-        return (MISSING_FILE if e.reason == "missing image" else UNREADABLE), e.reason
+        return (MISSING_FILE if isinstance(e, MissingFile) else UNREADABLE), e.reason
     size, annotated = (header.width, header.height), (im["width"], im["height"])
     if size == annotated:
         return "", None

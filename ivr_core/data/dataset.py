@@ -55,7 +55,7 @@ def load_prepared(data_dir: str | os.PathLike, split: str, min_count: int,
                   root: str | os.PathLike = "", dataset: str = "ade") -> PreparedSplit:
     """Read a prepared split (see :func:`prepared_name`) from ``data_dir``."""
     path = Path(data_dir) / prepared_name(split, min_count, dataset)
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else there is read, and refused, below
         raise IvrError(f"prepared split not found: {path}; run `ivr prepare-data` first "
                        "(or point --data / data.dir at the folder holding it)")
     try:

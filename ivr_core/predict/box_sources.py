@@ -15,27 +15,19 @@ image's path relative to the images folder, its absolute path, or (when unique) 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
 
 from ivr_core.config import DataConfig
 from ivr_core.data import ade
-from ivr_core.data.coco import MAX_COORDINATE, inclusive_box, is_bbox
+from ivr_core.data.coco import MAX_COORDINATE, inclusive_box, is_bbox, shown
 from ivr_core.errors import IvrError
 from ivr_core.utils.files import TEXT_CAP, UnreadableFile, read_json, read_text
 
 
 class BoxError(Exception):
     """This image's boxes cannot be read; the image is skipped and reported."""
-
-
-def shown(value, limit: int = 60) -> str:
-    """A JSON value as written, cut to ``limit`` characters (a box may hold a 400-digit
-    number)."""
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class BoxSource:

@@ -42,6 +42,10 @@ class UnreadableFile(Exception):
         self.reason = reason
 
 
+class MissingFile(UnreadableFile):
+    """The file (or the target of its link) does not exist."""
+
+
 @contextmanager
 def open_checked(path: str | os.PathLike, root: str | os.PathLike | None = None,
                  what: str = "file") -> Iterator[BinaryIO]:
@@ -51,7 +55,7 @@ def open_checked(path: str | os.PathLike, root: str | os.PathLike | None = None,
     try:
         real = os.path.realpath(path, strict=True)
     except FileNotFoundError:
-        raise UnreadableFile(path, f"missing {what}") from None
+        raise MissingFile(path, f"missing {what}") from None
     except ValueError:  # os functions refuse embedded NUL bytes
         raise UnreadableFile(path, "its path holds a NUL byte") from None
     except OSError as e:

@@ -13,39 +13,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import COUNTS, NAMES, TINY, H, W, _image, _line, _mask
-from ivr_cli.main import app
+from cli_support import (ATR, BAD, BOXES, GOOD, ade_dataset, last_line_error, one_line_error,
+                         prepare, run, sets)
+from cli_support import stem as _stem
+from conftest import TINY, _line
 from ivr_core.config import TrainConfig
 from ivr_core.data.dataset import RegionDataset, load_prepared
 
-runner = CliRunner()
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    """The message of a command that failed with exit 1 and printed one ``error:`` line."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0][len("error: "):]
-
-
-def last_line_error(result) -> str:
-    """As :func:`one_line_error` where a list of skipped items is printed before the error."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert lines[-1].startswith("error: ") and result.output.count("error: ") == 1, result.output
-    return lines[-1][len("error: "):]
-
-
-def sets(items):
-    return [x for item in items for x in ("--set", item)]
 
 
 def known_keys(section) -> str:
@@ -54,41 +30,10 @@ def known_keys(section) -> str:
 
 # --------------------------------------------------------------------------- an ADE dataset
 
-GOOD = "images/training/a/abbey/ADE_train_00000001.jpg"
-BAD = "images/validation/z/zoo/ADE_val_00000009.jpg"  # the image each case spoils
-SEG = np.zeros((H, W), np.uint8)
-SEG[0:5, :] = 50  # wall, [0, 0, 29, 4]
-SEG[10:15, 5:10] = 80  # traffic light, [5, 10, 9, 14]
-ATR = _line(1, 0, "wall") + _line(2, 0, "traffic light")
-BOXES = [[0, 0, 29, 4], [5, 10, 9, 14]]
-
-
-def ade_dataset(root: Path, mval=(GOOD, BAD)) -> Path:
-    """GOOD in every split and, in mval, BAD written like GOOD (each case then spoils it)."""
-    for rel in (GOOD, BAD):
-        _image(root, rel, SEG, [], ATR)
-    split = root / "split"
-    split.mkdir()
-    (split / "objectnames.txt").write_text("".join(n + " \n" for n in NAMES))
-    (split / "objectcounts.txt").write_text("".join(f"{c}\n" for c in COUNTS))
-    (split / "train.txt").write_text(GOOD + "\n")
-    (split / "mval.txt").write_text("".join(r + "\n" for r in mval))
-    (split / "mtest.txt").write_text(GOOD + "\n")
-    return root
-
 
 @pytest.fixture
 def ade(tmp_path):
     return ade_dataset(tmp_path / "ADE")
-
-
-def prepare(root, out, *extra):
-    return run("prepare-data", "--ade-root", root, "--split-dir", root / "split", "--out", out,
-               "-q", *extra)
-
-
-def _stem(root):
-    return str((root / BAD).with_suffix(""))
 
 
 def link_outside(root):

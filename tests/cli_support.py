@@ -1,6 +1,7 @@
 """Helpers for the command-line tests: running ``ivr`` in-process or as a real process, the
 one-line error they must end with, and a two-image ADE-format dataset to spoil."""
 
+import json
 import os
 import subprocess
 import sys
@@ -21,13 +22,19 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def run_process(*args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """``ivr ARGS`` in a process of its own, killed after ``timeout`` seconds (a command
-    that would block forever fails the test instead of hanging the suite)."""
+def ivr_process(args, **kwargs) -> dict:
+    """Arguments of subprocess.run/Popen that run ``ivr ARGS`` from this checkout (the
+    working folder too: ``python -m`` puts it first on the import path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "ivr_cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+    return {"args": [sys.executable, "-m", "ivr_cli", *map(str, args)], "env": env,
+            "cwd": REPO, "text": True, **kwargs}
+
+
+def run_process(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``ivr ARGS`` in a process of its own, killed after ``timeout`` seconds (a command
+    that would block forever fails the test instead of hanging the suite)."""
+    return subprocess.run(**ivr_process(args, capture_output=True, timeout=timeout))
 
 
 def one_line_error(result) -> str:
@@ -87,6 +94,17 @@ def ade_dataset(root: Path, mval=(GOOD, BAD)) -> Path:
 def prepare(root, out, *extra):
     return run("prepare-data", "--ade-root", root, "--split-dir", root / "split", "--out", out,
                "-q", *extra)
+
+
+def assert_prepare_skips_bad(root: Path, out: Path, listed: str) -> None:
+    """prepare-data succeeds, lists BAD with the line ``listed`` and keeps GOOD alone."""
+    result = prepare(root, out)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "skipped 1 image(s) with missing or corrupt files:" in lines
+    assert listed in lines, result.output
+    mval = json.loads((out / "ade_mval_5.json").read_text())
+    assert [r["image"] for r in mval["images"]] == [GOOD]  # the good one is kept
 
 
 def stem(root) -> str:

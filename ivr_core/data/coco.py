@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ivr_core.config import DataConfig
 from ivr_core.data.ade import BACKGROUND, normalise_name
 from ivr_core.data.dataset import prepared_name
 from ivr_core.data.prepare import portable_root
-from ivr_core.config import DataConfig
 from ivr_core.errors import IvrError
 from ivr_core.utils.files import MissingFile, UnreadableFile, read_json
 from ivr_core.utils.images import read_header
@@ -186,15 +186,15 @@ def to_box(bbox: list[float], width: int, height: int) -> list[int] | None:
 
 
 def _image_problem(file: Path, image_dir: Path, im: dict,
-                   max_pixels: int) -> tuple[str, str | None]:
-    """(kind, reason) why the image cannot be used, or (kind, None) when it can."""
+                   max_pixels: int) -> tuple[str, str] | None:
+    """(one of IMAGE_REASONS, the reason in words) why the image cannot be used, or None."""
     try:
         header = read_header(file, max_pixels, image_dir)
     except UnreadableFile as e:
         return (MISSING_FILE if isinstance(e, MissingFile) else UNREADABLE), e.reason
     size, annotated = (header.width, header.height), (im["width"], im["height"])
     if size == annotated:
-        return "", None
+        return None
     turned = header.orientation >= 5 and size == annotated[::-1]  # EXIF 5..8: a quarter turn
     return OTHER_SIZE, (f"the image is {size[0]}x{size[1]} but annotated as {annotated[0]}x"
                         f"{annotated[1]}" + (f": the annotation describes it turned by its "
@@ -259,11 +259,11 @@ def prepare_coco(annotation_files: list[str | os.PathLike],
         for im in progress_bar(doc["images"], len(doc["images"]), f"{path.name}",
                                enabled=show_progress):
             file = image_dir / im["file_name"].replace("\\", "/")
-            kind, problem = _image_problem(file, image_dir, im, max_pixels)
-            found += kind != MISSING_FILE
+            problem = _image_problem(file, image_dir, im, max_pixels)
+            found += problem is None or problem[0] != MISSING_FILE
             if problem:
-                report.skipped_images[kind] += 1
-                report.unusable.append((str(file), problem))
+                report.skipped_images[problem[0]] += 1
+                report.unusable.append((str(file), problem[1]))
                 continue
             kept = regions.get(im["id"], [])
             records.append({"image": file.relative_to(root).as_posix(), "width": im["width"],

@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ivr_core.config import Config
+from ivr_core.data.coco import MAX_COORDINATE, is_coordinate, shown
 from ivr_core.data.dataset import to_model_input
 from ivr_core.errors import IvrError
 from ivr_core.models import model_from_state
-from ivr_core.data.coco import MAX_COORDINATE, is_coordinate, shown
 from ivr_core.predict.box_sources import BoxError, BoxSource
 from ivr_core.utils.files import UnreadableFile
 from ivr_core.utils.images import read_image

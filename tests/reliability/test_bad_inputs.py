@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from cli_support import (ATR, BAD, BOXES, GOOD, ade_dataset, last_line_error, one_line_error,
-                         prepare, run, sets)
+from cli_support import (ATR, BAD, BOXES, GOOD, ade_dataset, assert_prepare_skips_bad,
+                         last_line_error, one_line_error, prepare, run, sets)
 from cli_support import stem as _stem
 from conftest import TINY, _line
 from ivr_core.config import TrainConfig
@@ -83,14 +83,7 @@ SKIPPED = {
 def test_prepare_lists_and_skips_a_bad_image(case, ade, tmp_path):
     spoil, suffix, reason = SKIPPED[case]
     spoil(ade)
-    out = tmp_path / "out"
-    result = prepare(ade, out)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert "skipped 1 image(s) with missing or corrupt files:" in lines
-    assert f"  {_stem(ade.resolve())}{suffix}: {reason}" in lines
-    mval = json.loads((out / "ade_mval_5.json").read_text())
-    assert [r["image"] for r in mval["images"]] == [GOOD]  # the good one is kept
+    assert_prepare_skips_bad(ade, tmp_path / "out", f"  {_stem(ade.resolve())}{suffix}: {reason}")
 
 
 @pytest.mark.parametrize("case", ["file", "folder"])

@@ -14,6 +14,8 @@ from image_files import png_claiming_size
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 HUGE_INT = 10**400
 RANGE = "holds a number that is not finite or beyond +-16777216"
+NOT_COORDINATES, NOT_COORDINATE_IDS = [1e308, HUGE_INT, "5", True], ["1e308", "400 digits",
+                                                                      "string", "bool"]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def test_a_mapping_with_an_integer_too_long_to_parse_is_one_line(checkpoint, pho
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("value", [1e308, HUGE_INT, "5", True])
+@pytest.mark.parametrize("value", NOT_COORDINATES, ids=NOT_COORDINATE_IDS)
 def test_coco_boxes_for_predict(value, checkpoint, photos, tmp_path):
     doc = {"images": [{"id": 1, "file_name": "a.png"}],
            "annotations": [{"image_id": 1, "bbox": [1, 1, 5, 5]},
@@ -80,7 +82,7 @@ def test_coco_boxes_for_predict(value, checkpoint, photos, tmp_path):
     assert message.endswith("expected [x, y, width, height]: 4 numbers within +-16777216")
 
 
-@pytest.mark.parametrize("value", [1e308, HUGE_INT, "5", True])
+@pytest.mark.parametrize("value", NOT_COORDINATES, ids=NOT_COORDINATE_IDS)
 def test_coco_boxes_for_prepare_data(value, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_support import BAD, GOOD, ade_dataset, one_line_error, prepare, run, sets
+from cli_support import BAD, ade_dataset, assert_prepare_skips_bad, one_line_error, run, sets
 from conftest import TINY
 from image_files import (bmp_claiming_width, jpeg_claiming_size, jpeg_cut_short,
                          png_claiming_size)
@@ -32,14 +32,7 @@ def test_prepare_lists_and_skips_an_image_whose_header_claims_too_many_pixels(ca
     write, size = HUGE[case]
     root = ade_dataset(tmp_path / "ADE")
     write(root / BAD)
-    out = tmp_path / "out"
-    result = prepare(root, out)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert "skipped 1 image(s) with missing or corrupt files:" in lines
-    assert f"  {root.resolve() / BAD}: {over_cap(size)}" in lines
-    mval = json.loads((out / "ade_mval_5.json").read_text())
-    assert [r["image"] for r in mval["images"]] == [GOOD]
+    assert_prepare_skips_bad(root, tmp_path / "out", f"  {root.resolve() / BAD}: {over_cap(size)}")
 
 
 @pytest.mark.parametrize("case", HUGE)

@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_support import (ATR, GOOD, REPO, ade_dataset, one_line_error, prepare, run,
+from cli_support import (ATR, ade_dataset, ivr_process, one_line_error, prepare, run,
                          tiny_checkpoint)
 from conftest import _mask
 
@@ -33,9 +32,11 @@ def checkpoint(synthetic_data, tmp_path_factory):
 
 def interrupt_when(args: list, ready, timeout: float = 120) -> subprocess.CompletedProcess:
     """Start ``ivr ARGS``, send it SIGINT (Ctrl-C) once ``ready()`` is true, and wait."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "ivr_cli", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as at a terminal: a shell ignores it in the background jobs it starts, and
+    # the child would inherit that from a test run in the background
+    proc = subprocess.Popen(**ivr_process(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))
     deadline = time.monotonic() + timeout
     try:
         while not ready():

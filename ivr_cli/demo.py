@@ -25,7 +25,7 @@ import typer
 
 from ivr_cli.display import err, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
-from ivr_cli.prepare_data import generate_synthetic, print_report
+from ivr_cli.prepare_data import check_image_count, generate_synthetic, print_report
 from ivr_cli.prepare_graph import mine
 from ivr_core.config import MODEL_TYPES, preset_path
 from ivr_core.data import synthetic
@@ -90,6 +90,7 @@ def demo(
 
     Example: ivr demo --out ivr-demo
     """
+    check_image_count(images)
     output_folder(out, "--out")
     runs = parse_models(models)
     if task not in synthetic.TASKS:

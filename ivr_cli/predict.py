@@ -55,7 +55,8 @@ def predict(
     state = load_checkpoint(checkpoint)
     cfg = resolve(config, set_, base=state["config"], runtime__device=device)
     dev = setup(cfg.runtime)
-    source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"])
+    source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"],
+                         cfg.data.max_pixels)
     created = not out.exists()
     try:
         with writing(out, "free space or choose another --out"):
@@ -74,6 +75,10 @@ def predict(
                       f"= {report.correct / report.labelled:.3f}")
     if (draw or iterations) and report.images:
         console.print(f"drawings in {out / 'drawn'}")
+    if report.notes:
+        console.print(f"notes on {len({path for path, _ in report.notes})} labelled image(s):")
+        for path, note in report.notes:
+            console.print(f"  {path}: {note}", markup=False, highlight=False)
     if report.skipped:
         console.print(f"[yellow]skipped {len(report.skipped)} image(s) or box(es):[/]")
         for path, reason in report.skipped:

@@ -17,7 +17,6 @@ Examples::
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,15 +24,18 @@ import typer
 
 from ivr_cli.display import err as console
 from ivr_cli.options import ConfigFiles, Quiet, SetItems, resolve
+from ivr_core.config import MAX_PIXELS_LIMIT
 from ivr_core.data import synthetic
 from ivr_core.data.ade import DEFAULT_SPLIT_DIR, SPLITS
-from ivr_core.data.coco import MISSING_FILE, REASONS, CocoReport, prepare_coco
+from ivr_core.data.coco import IMAGE_REASONS, REASONS, CocoReport, prepare_coco
 from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_cli.prepare_graph import mine
 from ivr_core.data.dataset import load_prepared
 from ivr_core.errors import IvrError
+from ivr_core.utils.io import make_temp_dir
 from ivr_core.utils.outputs import output_folder
 
+SYNTHETIC_IMAGES = (900, 6, 1_000_000)  # default, least, most
 
 
 def prepare_data(
@@ -68,6 +70,9 @@ def prepare_data(
                                                         "at most 8].")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        help="Skip images whose header claims more pixels [default: data.max_pixels, "
+             "100 million].")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Prepare ADE20K, COCO-format annotations or the synthetic dataset for training and testing.
@@ -78,19 +83,26 @@ def prepare_data(
     """
     if (ade_root is not None) + synthetic_ + bool(coco) != 1:
         raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
-    graph_settings = resolve(config, set_).graph  # for the knowledge graph mined at the end
+    settings = resolve(config, set_)  # data.max_pixels, and graph.* for the graph mined last
+    graph_settings = settings.graph
     if out is not None:
         output_folder(out, "--out")
+    if max_pixels is None:
+        max_pixels = settings.data.max_pixels
+    if not 1 <= max_pixels <= MAX_PIXELS_LIMIT:
+        raise IvrError(f"--max-pixels must be 1..{MAX_PIXELS_LIMIT} (OpenCV decodes no more), "
+                       f"got {max_pixels}")
     if coco:
         if not images or not name:
             raise IvrError("--coco needs --images DIR (the folder holding its images) and "
                            "--name NAME (the split name)")
-        report = prepare_coco(coco, images, name, out, show_progress=not quiet)
+        report = prepare_coco(coco, images, name, out, show_progress=not quiet,
+                              max_pixels=max_pixels)
         print_coco_report(report)
         return
-    count = _image_count(images) if synthetic_ else 900
-    if min_count < 0 or count < 6 or (workers is not None and workers < 1):
-        raise IvrError("--min-count must be >= 0, --images >= 6 and --workers >= 1")
+    count = _image_count(images) if synthetic_ else SYNTHETIC_IMAGES[0]
+    if min_count < 0 or (workers is not None and workers < 1):
+        raise IvrError("--min-count must be >= 0 and --workers >= 1")
     if task not in synthetic.TASKS:
         raise IvrError(f"--task must be one of {', '.join(synthetic.TASKS)}, got '{task}'")
     if synthetic_:
@@ -101,7 +113,7 @@ def prepare_data(
     else:
         extra = None
     report = prepare_ade(ade_root, split_dir or DEFAULT_SPLIT_DIR, min_count, out, SPLITS,
-                         workers, extra=extra, show_progress=not quiet)
+                         workers, extra=extra, show_progress=not quiet, max_pixels=max_pixels)
     print_report(report)
     train = next(s for s in report.splits if s.split == "train")
     mine(load_prepared(train.path.parent, "train", min_count), graph_settings)
@@ -109,11 +121,27 @@ def prepare_data(
 
 def _image_count(images: list[str] | None) -> int:
     if not images:
-        return 900
-    if len(images) > 1 or not images[0].lstrip("-").isdigit():
-        raise IvrError(f"--synthetic takes one --images N (a number of images), got "
+        return SYNTHETIC_IMAGES[0]
+    text = images[0]
+    if len(images) > 1 or not text.isdigit():
+        raise IvrError(f"--synthetic takes one --images N (a whole number of images), got "
                        f"{' '.join(images)}")
-    return int(images[0])
+    if len(text) > len(str(SYNTHETIC_IMAGES[2])):  # out of range, whatever its digits
+        raise _count_error(text if len(text) <= 24 else text[:21] + "...")
+    check_image_count(int(text))
+    return int(text)
+
+
+def check_image_count(count: int) -> None:
+    """Synthetic image counts: at least 2 per split, at most what one disk should hold."""
+    if not SYNTHETIC_IMAGES[1] <= count <= SYNTHETIC_IMAGES[2]:
+        raise _count_error(f"{count:,}")
+
+
+def _count_error(given: str) -> IvrError:
+    _, low, high = SYNTHETIC_IMAGES
+    return IvrError(f"--images must be {low}..{high:,} synthetic images (2/3 train, 1/6 mval, "
+                    f"1/6 mtest), got {given}")
 
 
 def generate_synthetic(out: Path, images: int, seed: int, force: bool,
@@ -123,8 +151,7 @@ def generate_synthetic(out: Path, images: int, seed: int, force: bool,
         if not force:
             raise IvrError(f"{out} already exists and is not empty; pass --force to replace "
                            "it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, out.name)
     try:
         synthetic.generate(tmp, images=images, seed=seed, workers=workers,
                            show_progress=not quiet, task=task)
@@ -137,29 +164,41 @@ def generate_synthetic(out: Path, images: int, seed: int, force: bool,
                   f"(seed {seed})")
 
 
-def print_report(report: PrepareReport) -> None:
+def print_report(report: PrepareReport, shown: int = 5) -> None:
     for s in report.splits:
-        console.print(f"{s.split:>6}: {s.images} images, {s.regions} regions "
-                      f"({s.empty} images without regions) -> {s.path}")
+        unknown = (f", {s.unknown_instances} instance(s) named in no line of "
+                   "objectnames.txt skipped" if s.unknown_instances else "")
+        console.print(f"{s.split:>6}: {s.images} of {s.listed} images kept, {s.regions} "
+                      f"regions ({s.empty} images without regions{unknown}) -> {s.path}",
+                      markup=False, highlight=False)
     console.print(f"{report.classes} classes (background included)")
     if report.problems:
         console.print(f"[yellow]skipped {len(report.problems)} image(s) with missing or "
                       "corrupt files:[/]")
         for p in report.problems:
             console.print(f"  {p.path}: {p.reason}", markup=False, highlight=False)
+    if report.notes:
+        images = len({p.path for p in report.notes})
+        console.print(f"notes on {images} kept image(s):")
+        for p in report.notes[:shown]:
+            console.print(f"  {p.path}: {p.reason}", markup=False, highlight=False)
+        if len(report.notes) > shown:
+            console.print(f"  ... and {len(report.notes) - shown} more")
 
 
 def print_coco_report(report: CocoReport, shown: int = 5) -> None:
     console.print(f"{report.split}: {report.images} images, {report.regions} regions "
-                  f"({report.empty} images without regions) -> {report.path}")
+                  f"({report.empty} images without regions) -> {report.path}",
+                  markup=False, highlight=False)
     console.print(f"{report.classes} classes (background included)")
-    skipped = [f"{report.skipped[r]} {r}" for r in REASONS if r != MISSING_FILE
-               and report.skipped[r]]
+    skipped = [f"{report.skipped[r]} {r}" for r in REASONS if report.skipped[r]]
     if skipped:
         console.print(f"[yellow]skipped annotations:[/] {', '.join(skipped)}")
-    if report.missing:
-        console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
-    for path in report.missing[:shown]:
-        console.print(f"  missing: {path}", markup=False, highlight=False)
-    if len(report.missing) > shown:
-        console.print(f"  ... and {len(report.missing) - shown} more missing image files")
+    if report.unusable:
+        kinds = [f"{report.skipped_images[r]} {r}" for r in IMAGE_REASONS
+                 if report.skipped_images[r]]
+        console.print(f"[yellow]skipped {len(report.unusable)} image(s):[/] {', '.join(kinds)}")
+    for path, reason in report.unusable[:shown]:
+        console.print(f"  {path}: {reason}", markup=False, highlight=False)
+    if len(report.unusable) > shown:
+        console.print(f"  ... and {len(report.unusable) - shown} more")

@@ -20,6 +20,7 @@ from ivr_core.utils import tomltext
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 MODEL_TYPES = ("baseline", "memory", "global", "full")
+MAX_PIXELS_LIMIT = 2**30  # OpenCV's own ceiling on decoded pixels (CV_IO_MAX_IMAGE_PIXELS)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class DataConfig:
     max_size: int = 1000  # cap on the longer side
     flip: bool = True  # train on horizontally flipped copies too (left_/right_ classes swap)
     workers: int = 2  # DataLoader worker processes
+    max_pixels: int = 100_000_000  # images whose header claims more are skipped, not decoded
 
 
 @dataclass
@@ -245,6 +247,9 @@ def validate(cfg: Config) -> Config:
     choice("train.schedule", t.schedule, ("step", "cosine"))
     choice("runtime.ops", r.ops, ("auto", "compiled", "reference"))
     choice("runtime.amp", r.amp, ("none", "bf16", "fp16"))
+    if not 1 <= d.max_pixels <= MAX_PIXELS_LIMIT:
+        raise IvrError(f"config key 'data.max_pixels' must be 1..{MAX_PIXELS_LIMIT} (OpenCV "
+                       f"decodes no more), got {d.max_pixels}")
     for key, value in [("data.scale", d.scale), ("data.max_size", d.max_size),
                        ("model.crop_size", m.crop_size), ("model.tail_stride", m.tail_stride),
                        ("memory.channels", mem.channels), ("memory.init_size", mem.init_size),

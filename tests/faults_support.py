@@ -13,41 +13,14 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import TINY
-from ivr_cli.main import app
 from ivr_core.config import load_config
 from ivr_core.engine.runlock import LOCK_NAME
 from ivr_core.engine.trainer import train
 
-runner = CliRunner()
-
-
-def run(*args):
-    """``ivr ARGS`` in this process (stdout and stderr together in ``result.output``)."""
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    """The message of a command that failed with exit 1 and printed only ``error: ...``."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0][len("error: "):]
-
-
-def last_line_error(result) -> str:
-    """As :func:`one_line_error` where notes (skipped checkpoints) come before the error."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
-    assert lines[-1].startswith("error: ") and result.output.count("error: ") == 1, \
-        result.output
-    return lines[-1][len("error: "):]
-
-
-def sets(items) -> list[str]:
-    return [x for item in items for x in ("--set", item)]
+# the command helpers live in cli_support; reliability tests take them from here too
+from cli_support import last_line_error, one_line_error, run, sets  # noqa: F401,E402
 
 
 def tiny(data: Path, *extra: str) -> list[str]:

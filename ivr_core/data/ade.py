@@ -8,19 +8,23 @@ A *prepared split* is one JSON file ``ade_<split>_<min_count>.json``::
                  "boxes": [[x1, y1, x2, y2], ...], "classes": [int, ...],
                  "seg_areas": [int, ...]}, ...]}
 
-Boxes are inclusive pixel coordinates of the original image.
+Boxes are inclusive pixel coordinates of the object mask, whose size is the record's: the
+image's stored pixels (an EXIF orientation tag is not applied, see
+:mod:`ivr_core.utils.images`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import cv2
 import numpy as np
 
+from ivr_core.config import DataConfig
 from ivr_core.errors import IvrError
+from ivr_core.utils.files import MissingFile, UnreadableFile, read_text
+from ivr_core.utils.images import read_image
 from ivr_core.utils.paths import inside
 
 BACKGROUND = "__background__"
@@ -28,13 +32,8 @@ DEFAULT_SPLIT_DIR = Path(__file__).parent / "ade_split"
 SPLITS = ("train", "mval", "mtest")
 
 
-class AnnotationError(Exception):
-    """One image's files are missing or unreadable; the image is skipped and reported."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+class AnnotationError(UnreadableFile):
+    """One image's annotation is unusable; the image is skipped and reported."""
 
 
 def normalise_name(raw: str) -> str:
@@ -63,7 +62,8 @@ def load_classes(split_dir: str | os.PathLike, min_count: int) -> list[str]:
 
 def read_split(split_dir: str | os.PathLike, split: str) -> list[str]:
     """Image paths of a split file, checked not to be absolute or climb out with ``..``
-    (links that lead out of the root are refused when the image is read)."""
+    (links that lead out of the root are refused when the image is read; a NUL byte makes
+    the whole file unreadable text)."""
     path = Path(split_dir) / f"{split}.txt"
     entries = [line.strip() for line in _read_lines(path) if line.strip()]
     for entry in entries:
@@ -80,29 +80,24 @@ def load_names(split_dir: str | os.PathLike) -> set[str]:
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
+    try:
+        return read_text(path, what="split file").splitlines()
+    except MissingFile:
         raise IvrError(f"split file not found: {path} (expected the ADE split files "
-                       "train.txt, mval.txt, mtest.txt, objectnames.txt, objectcounts.txt)")
-    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+                       "train.txt, mval.txt, mtest.txt, objectnames.txt, "
+                       "objectcounts.txt)") from None
+    except UnreadableFile as e:
+        raise IvrError(f"cannot read split file {e}") from None
 
 
-def parse_atr(path: Path, class_index: dict[str, int],
-              known: set[str] | None = None) -> dict[str, int]:
-    """Map ``"%03d_%d" % (instance, level)`` to a kept class index. Names that are not in
-    ``known`` (all of objectnames.txt) make the file an error; empty lines are ignored."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise AnnotationError(path, "missing attribute file") from None
-    except OSError as e:
-        raise AnnotationError(path, f"unreadable ({e.strerror})") from None
-    if b"\x00" in raw:
-        raise AnnotationError(path, "not a text file (NUL bytes)")
-    try:
-        text = raw.decode("utf-8-sig")  # -sig: a byte-order mark is not part of line 1
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # some ADE files are Latin-1; class names are ASCII
+def parse_atr(path: Path, class_index: dict[str, int], known: set[str] | None = None,
+              root: Path | None = None) -> tuple[dict[str, int], int]:
+    """Map ``"%03d_%d" % (instance, level)`` to a kept class index, and count the instances
+    whose name is not in ``known`` (all of objectnames.txt): those are skipped, as the
+    authors' reader skips them, and the image is kept. Empty lines are ignored."""
+    text = read_text(path, root, what="attribute file")
     instances: dict[str, int] = {}
+    unknown = 0
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -117,79 +112,82 @@ def parse_atr(path: Path, class_index: dict[str, int],
                                         "must be integers") from None
         name = normalise_name(fields[4])
         if known is not None and name not in known:
-            raise AnnotationError(path, f"line {number} names class '{fields[4]}', which is not "
-                                        "in objectnames.txt (split files of another release?)")
+            unknown += 1
+            continue
         cls = class_index.get(name)
         if cls is not None:
             instances[key] = cls
-    return instances
+    return instances, unknown
 
 
-def read_mask_instances(path: Path) -> np.ndarray:
+def read_mask_instances(path: Path, root: Path | None = None,
+                        max_pixels: int = DataConfig.max_pixels) -> np.ndarray:
     """The B channel (instance ids) of an ADE mask PNG, as uint8 (H, W)."""
-    if not path.is_file():
-        raise AnnotationError(path, "missing mask")
-    mask = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if mask is None:
-        raise AnnotationError(path, "corrupt or unreadable mask image")
-    return mask[:, :, 0]  # OpenCV gives BGR: B = instance id
-
-
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of a decodable image; raises AnnotationError otherwise."""
-    if not path.is_file():
-        raise AnnotationError(path, "missing image")
-    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(path):
-        raise AnnotationError(path, "truncated JPEG (no end-of-image marker)")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AnnotationError(path, "corrupt or unreadable image")
-    return image.shape[0], image.shape[1]
-
-
-def _jpeg_complete(path: Path) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - 64))
-        tail = f.read()
-    return b"\xff\xd9" in tail
+    return read_image(path, max_pixels, root, what="mask").bgr[:, :, 0]  # BGR: B = instance
 
 
 def mask_path(image_path: Path, suffix: str) -> Path:
     return image_path.with_name(image_path.stem + suffix)
 
 
+@dataclass
+class ParsedImage:
+    record: dict  # the prepared record (see the module docstring)
+    notes: list[str] = field(default_factory=list)  # kept, but worth telling the user
+    unknown: int = 0  # instances named in _atr.txt but not in objectnames.txt, skipped
+
+
 def image_regions(root: Path, rel_path: str, class_index: dict[str, int],
-                  known: set[str] | None = None) -> dict:
+                  known: set[str] | None = None,
+                  max_pixels: int = DataConfig.max_pixels) -> dict:
+    """One image's prepared record (see :func:`parse_image`)."""
+    return parse_image(root, rel_path, class_index, known, max_pixels).record
+
+
+def parse_image(root: Path, rel_path: str, class_index: dict[str, int],
+                known: set[str] | None = None,
+                max_pixels: int = DataConfig.max_pixels) -> ParsedImage:
     """One image's record: boxes, classes and seg areas, objects first, then parts by level,
     and ``parents``: for each region of a part level L, the region of level L - 1 that
-    covers most of its pixels (-1 for objects, or when that instance is not a kept region)."""
+    covers most of its pixels (-1 for objects, or when that instance is not a kept region).
+
+    As the authors' reader: the size is the object mask's (a differently sized image is
+    kept, with a note) and every mask's boxes are in its own pixels. The image must decode
+    (a JPEG cut short decodes as far as it goes). Every file is read inside ``root``.
+    Raises UnreadableFile (AnnotationError among them) when the image cannot be used."""
     try:
         image_path = inside(root, rel_path, "split file")
     except IvrError as e:
         raise AnnotationError(root / rel_path, str(e).split(": ", 1)[1]) from None
-    height, width = read_image_size(image_path)
-    instances = parse_atr(mask_path(image_path, "_atr.txt"), class_index, known)
+    image = read_image(image_path, max_pixels, root)
+    instances, unknown = parse_atr(mask_path(image_path, "_atr.txt"), class_index, known, root)
     boxes, classes, areas, parents = [], [], [], []
     level, above, above_regions = 0, None, {}
     path = mask_path(image_path, "_seg.png")
+    ids = read_mask_instances(path, root, max_pixels)
+    height, width = ids.shape
+    notes = image.notes()
+    if image.bgr.shape[:2] != ids.shape:
+        notes.append(f"the image is {image.bgr.shape[1]}x{image.bgr.shape[0]} but its mask "
+                     f"{width}x{height}: boxes and size follow the mask, as in the authors' reader")
     while True:
-        ids = read_mask_instances(path)
-        if ids.shape != (height, width):
-            raise AnnotationError(path, f"mask is {ids.shape[1]}x{ids.shape[0]} but the image "
-                                        f"is {width}x{height}")
         regions = _add_level(ids, level, instances, boxes, classes, areas)
+        same_size = above is None or above.shape == ids.shape
+        if not same_size:
+            notes.append(f"{path.name} is {ids.shape[1]}x{ids.shape[0]} but the level above "
+                         f"{above.shape[1]}x{above.shape[0]}: its regions have no parent")
         for value in regions:  # the instance of the level above covering most of the part
-            parents.append(-1 if above is None else
+            parents.append(-1 if above is None or not same_size else
                            above_regions.get(_covering(above, ids == value), -1))
         above, above_regions = ids, regions
         level += 1
         path = mask_path(image_path, f"_parts_{level}.png")
-        if not path.is_file():
+        if not os.path.lexists(path):  # lexists: a looping link is read, and reported
             break
-    return {"image": rel_path, "width": width, "height": height,
-            "boxes": boxes, "classes": classes, "seg_areas": areas, "parents": parents}
+        ids = read_mask_instances(path, root, max_pixels)
+    record = {"image": rel_path, "width": width, "height": height, "boxes": boxes,
+              "classes": classes, "seg_areas": areas, "parents": parents}
+    return ParsedImage(record, notes, unknown)
 
 
 def _covering(ids: np.ndarray, pixels: np.ndarray) -> int:

@@ -18,19 +18,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ivr_core.config import DataConfig
 from ivr_core.data.ade import BACKGROUND, normalise_name
 from ivr_core.data.dataset import prepared_name
 from ivr_core.data.prepare import portable_root
 from ivr_core.errors import IvrError
+from ivr_core.utils.files import MissingFile, UnreadableFile, read_json
+from ivr_core.utils.images import read_header
 from ivr_core.utils.io import write_json
 from ivr_core.utils.progress import progress_bar
 
 DEFAULT_OUT = Path("data/coco")
-# skip reasons, in the order the summary lists them
+# skip reasons, in the order the summary lists them: annotations, then images
 CROWD, DEGENERATE = "crowd", "degenerate box"
 UNKNOWN_IMAGE, UNKNOWN_CATEGORY = "unknown image_id", "unknown category_id"
-MISSING_FILE = "missing image file"
-REASONS = (CROWD, DEGENERATE, UNKNOWN_IMAGE, UNKNOWN_CATEGORY, MISSING_FILE)
+REASONS = (CROWD, DEGENERATE, UNKNOWN_IMAGE, UNKNOWN_CATEGORY)
+MISSING_FILE, UNREADABLE, OTHER_SIZE = "missing", "unreadable", "not the annotated size"
+IMAGE_REASONS = (MISSING_FILE, UNREADABLE, OTHER_SIZE)
+# A box coordinate beyond this is no pixel of an image: OpenCV decodes no side over 2**20,
+# float32 (the model's boxes) holds every integer only up to 2**24
+MAX_COORDINATE = 2**24
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -42,8 +49,9 @@ class CocoReport:
     images: int = 0
     regions: int = 0
     empty: int = 0  # images kept in the list without any region
-    skipped: Counter = field(default_factory=Counter)  # reason -> annotations (images: files)
-    missing: list[str] = field(default_factory=list)  # image paths not found
+    skipped: Counter = field(default_factory=Counter)  # reason -> annotations
+    skipped_images: Counter = field(default_factory=Counter)  # IMAGE_REASONS -> images
+    unusable: list[tuple[str, str]] = field(default_factory=list)  # (image path, why)
 
 
 def load_coco(path: str | os.PathLike) -> dict:
@@ -53,9 +61,9 @@ def load_coco(path: str | os.PathLike) -> dict:
         raise IvrError(f"COCO annotation file not found: {path} (expected e.g. "
                        "annotations/instances_train2017.json)")
     try:
-        doc = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IvrError(f"{path} is not JSON ({e}); expected a COCO instance annotation "
+        doc = read_json(path, what="annotation file")
+    except UnreadableFile as e:
+        raise IvrError(f"{path} is {e.reason}; expected a COCO instance annotation "
                        "file") from None
     if not isinstance(doc, dict):
         raise IvrError(f"{path} is not a COCO annotation file: expected a JSON object with "
@@ -73,8 +81,8 @@ def load_coco(path: str | os.PathLike) -> dict:
                                          "width": _is_positive, "height": _is_positive})
     for i, a in enumerate(doc["annotations"]):
         _expect(path, "annotations", i, a, {"image_id": _is_int, "category_id": _is_int,
-                                             "bbox": _is_bbox})
-        if not _is_number(a.get("area", 0)) or a.get("iscrowd", 0) not in (0, 1):
+                                             "bbox": is_bbox})
+        if not _is_area(a.get("area", 0)) or a.get("iscrowd", 0) not in (0, 1):
             raise IvrError(f"{path}: annotations[{i}] has a bad 'area' or 'iscrowd' "
                            "(expected a number and 0 or 1)")
     return doc
@@ -84,12 +92,22 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def is_coordinate(v) -> bool:
+    """A JSON number (not a bool, nor a string) within +-MAX_COORDINATE."""
+    return _is_number_within(v, MAX_COORDINATE)
+
+
+def _is_area(v) -> bool:
+    return _is_number_within(v, MAX_COORDINATE**2)
+
+
+def _is_number_within(v, bound: int) -> bool:
+    # compared without a conversion: NaN, infinities and 400-digit integers simply fail
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and -bound <= v <= bound
 
 
 def _is_positive(v) -> bool:
-    return _is_int(v) and v > 0
+    return _is_int(v) and 0 < v <= MAX_COORDINATE
 
 
 def _is_name(v) -> bool:
@@ -101,13 +119,15 @@ def _is_relative(v) -> bool:
     return p is not None and bool(p.parts) and not p.is_absolute() and ".." not in p.parts
 
 
-def _is_bbox(v) -> bool:
-    return isinstance(v, list) and len(v) == 4 and all(map(_is_number, v))
+def is_bbox(v) -> bool:
+    """A COCO ``[x, y, width, height]`` of coordinates (:func:`is_coordinate`)."""
+    return isinstance(v, list) and len(v) == 4 and all(map(is_coordinate, v))
 
 
 _EXPECTED = {_is_int: "an integer", _is_name: "a non-empty string", _is_positive:
-             "a positive integer", _is_relative: "a path relative to the images folder",
-             _is_bbox: "[x, y, width, height] numbers"}
+             f"a positive integer up to {MAX_COORDINATE}", _is_relative:
+             "a path relative to the images folder", is_bbox:
+             f"[x, y, width, height]: 4 numbers within +-{MAX_COORDINATE}"}
 
 
 def _expect(path: Path, section: str, i: int, entry, checks: dict) -> None:
@@ -116,7 +136,14 @@ def _expect(path: Path, section: str, i: int, entry, checks: dict) -> None:
     for key, check in checks.items():
         if not check(entry.get(key)):
             raise IvrError(f"{path}: {section}[{i}] has no valid '{key}' (expected "
-                           f"{_EXPECTED[check]}, got {entry.get(key)!r})")
+                           f"{_EXPECTED[check]}, got {shown(entry.get(key))})")
+
+
+def shown(value, limit: int = 60) -> str:
+    """A JSON value as written, cut to ``limit`` characters (it may hold a 400-digit
+    number)."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def merge_categories(docs: list[tuple[Path, dict]]) -> tuple[list[str], dict[int, int]]:
@@ -158,13 +185,34 @@ def to_box(bbox: list[float], width: int, height: int) -> list[int] | None:
     return [x1, y1, x2, y2] if x2 >= x1 and y2 >= y1 else None
 
 
+def _image_problem(file: Path, image_dir: Path, im: dict,
+                   max_pixels: int) -> tuple[str, str] | None:
+    """(one of IMAGE_REASONS, the reason in words) why the image cannot be used, or None."""
+    try:
+        header = read_header(file, max_pixels, image_dir)
+    except UnreadableFile as e:
+        return (MISSING_FILE if isinstance(e, MissingFile) else UNREADABLE), e.reason
+    size, annotated = (header.width, header.height), (im["width"], im["height"])
+    if size == annotated:
+        return None
+    turned = header.orientation >= 5 and size == annotated[::-1]  # EXIF 5..8: a quarter turn
+    return OTHER_SIZE, (f"the image is {size[0]}x{size[1]} but annotated as {annotated[0]}x"
+                        f"{annotated[1]}" + (f": the annotation describes it turned by its "
+                                             f"EXIF orientation {header.orientation}, ivr "
+                                             "reads pixels as stored" if turned else ""))
+
+
 def prepare_coco(annotation_files: list[str | os.PathLike],
                  image_dirs: list[str | os.PathLike], name: str,
                  out_dir: str | os.PathLike | None = None,
-                 show_progress: bool = True) -> CocoReport:
+                 show_progress: bool = True,
+                 max_pixels: int = DataConfig.max_pixels) -> CocoReport:
     """Combine COCO-format files into ``OUT/coco_<name>.json``; report what was skipped.
 
-    ``image_dirs`` pairs with ``annotation_files`` in order (or one folder for all).
+    ``image_dirs`` pairs with ``annotation_files`` in order (or one folder for all). Each
+    image's header is read (nothing decoded): images missing, unreadable, above
+    ``max_pixels`` or not of the annotated width and height in their stored frame (EXIF
+    orientation is not applied: a turned image's annotation does not fit) are skipped.
     """
     files = [Path(f) for f in annotation_files]
     if not files:
@@ -211,11 +259,12 @@ def prepare_coco(annotation_files: list[str | os.PathLike],
         for im in progress_bar(doc["images"], len(doc["images"]), f"{path.name}",
                                enabled=show_progress):
             file = image_dir / im["file_name"].replace("\\", "/")
-            if not file.is_file():
-                report.skipped[MISSING_FILE] += 1
-                report.missing.append(str(file))
+            problem = _image_problem(file, image_dir, im, max_pixels)
+            found += problem is None or problem[0] != MISSING_FILE
+            if problem:
+                report.skipped_images[problem[0]] += 1
+                report.unusable.append((str(file), problem[1]))
                 continue
-            found += 1
             kept = regions.get(im["id"], [])
             records.append({"image": file.relative_to(root).as_posix(), "width": im["width"],
                             "height": im["height"], "boxes": [r[0] for r in kept],

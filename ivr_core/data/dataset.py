@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ivr_core.config import DataConfig
 from ivr_core.errors import IvrError
+from ivr_core.utils.files import UnreadableFile, read_json
+from ivr_core.utils.images import read_image
 from ivr_core.utils.paths import inside
 
 # torchvision's ImageNet weights expect RGB in [0, 1] normalised with these
@@ -53,14 +55,18 @@ def load_prepared(data_dir: str | os.PathLike, split: str, min_count: int,
                   root: str | os.PathLike = "", dataset: str = "ade") -> PreparedSplit:
     """Read a prepared split (see :func:`prepared_name`) from ``data_dir``."""
     path = Path(data_dir) / prepared_name(split, min_count, dataset)
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else there is read, and refused, below
         raise IvrError(f"prepared split not found: {path}; run `ivr prepare-data` first "
                        "(or point --data / data.dir at the folder holding it)")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json(path, what="prepared split")
         classes, images = doc["classes"], doc["images"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise IvrError(f"{path} is not a prepared split ({e}); rerun `ivr prepare-data`") from None
+    except UnreadableFile as e:
+        raise IvrError(f"{path} is not a prepared split ({e.reason}); rerun "
+                       "`ivr prepare-data`") from None
+    except (KeyError, TypeError) as e:
+        raise IvrError(f"{path} is not a prepared split ({type(e).__name__}: {e}); rerun "
+                       "`ivr prepare-data`") from None
     if root:
         root_path, origin = Path(root), "data.root"
     else:
@@ -108,9 +114,10 @@ class RegionDataset(Dataset):
     horizontally flipped copies (item ``i + n`` is the flip of item ``i``).
     """
 
-    def __init__(self, split: PreparedSplit, scale: int, max_size: int, flip: bool = False):
+    def __init__(self, split: PreparedSplit, scale: int, max_size: int, flip: bool = False,
+                 max_pixels: int = DataConfig.max_pixels):
         self.split = split
-        self.scale, self.max_size = scale, max_size
+        self.scale, self.max_size, self.max_pixels = scale, max_size, max_pixels
         self.indices = [i for i, rec in enumerate(split.images) if rec["boxes"]]
         self.flip = flip
         self._flip_map = torch.from_numpy(split.flip_map())
@@ -122,11 +129,13 @@ class RegionDataset(Dataset):
         flipped = item >= len(self.indices)
         index = self.indices[item - len(self.indices) if flipped else item]
         rec = self.split.images[index]
-        path = self.split.root / rec["image"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            return {"error": f"cannot read image {path}", "index": index}
-        height, width = image.shape[:2]
+        try:
+            image = self.read(index)
+        except UnreadableFile as e:
+            return {"error": f"cannot read image {e.path} ({e.reason})", "index": index}
+        # flipped about the record's width (the object mask's, for ADE: the authors' rule,
+        # which only differs from the image's where they disagree)
+        width = rec["width"]
         boxes = torch.tensor(rec["boxes"], dtype=torch.float32).reshape(-1, 4)
         classes = torch.tensor(rec["classes"], dtype=torch.long)
         if flipped:
@@ -137,6 +146,12 @@ class RegionDataset(Dataset):
         tensor, factor = to_model_input(image, self.scale, self.max_size)
         return {"image": tensor, "boxes": boxes * factor, "classes": classes, "index": index,
                 "flipped": flipped, "scale": factor}
+
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` of the split as stored (BGR uint8, (H, W, 3)), read inside the
+        dataset root; raises UnreadableFile."""
+        path = self.split.root / self.split.images[index]["image"]
+        return read_image(path, self.max_pixels, self.split.root).bgr
 
 
 class IterationSampler(Sampler[int]):

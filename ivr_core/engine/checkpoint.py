@@ -84,8 +84,7 @@ def load_tensors(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise IvrError(f"refusing to load {path}: it holds objects beyond tensors and plain "
-                       f"data ({str(e).splitlines()[0][:200]})") from None
+        raise IvrError(_refusal(path, e)) from None
     except Exception as e:  # whatever a damaged file makes the reader raise: zero bytes
         # (EOFError, IndexError), flipped bits (UnicodeDecodeError, TypeError), ...
         raise IvrError(f"{what} {path} is corrupt or truncated ({type(e).__name__}: "
@@ -138,3 +137,13 @@ def remove_partial(run_dir: str | os.PathLike) -> list[Path]:
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:
     for _, path in list_checkpoints(run_dir)[:-keep_last]:
         path.unlink(missing_ok=True)
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in ivr's words: torch's own
+    message suggests loading with ``weights_only=False``, which would run the file's code."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    what = f"import {found.group(1)}" if found else "build Python objects"
+    return (f"refusing to load {path}: unpickling it would {what}; an ivr checkpoint holds "
+            "only tensors and plain data, and ivr runs no code from a file (use a checkpoint "
+            "written by `ivr train`)")

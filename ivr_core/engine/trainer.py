@@ -172,7 +172,8 @@ def _train(cfg: Config, run_dir: str | Path, resume: bool, show_progress: bool,
     t = cfg.train
     split = load_prepared(cfg.data.dir, cfg.data.train_split, cfg.data.min_count, cfg.data.root,
                           cfg.data.dataset)
-    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=cfg.data.flip)
+    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=cfg.data.flip,
+                            max_pixels=cfg.data.max_pixels)
     if len(dataset) == 0:
         raise IvrError(f"{split.path} has no image with regions to train on")
     state = _resume_state(run_dir, resume, cfg, split.classes, console)

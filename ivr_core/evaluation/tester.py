@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -21,6 +20,7 @@ from ivr_core.evaluation.metrics import HEADLINE_KEYS, evaluate
 from ivr_core.models import model_from_state
 from ivr_core.models.heads import candidate_logits, candidate_names
 from ivr_core.models.backbone import FEATURE_STRIDE
+from ivr_core.utils.files import UnreadableFile
 from ivr_core.utils.io import write_json
 from ivr_core.utils.outputs import writing
 from ivr_core.utils.progress import progress_bar
@@ -183,7 +183,10 @@ def visualize_split(model: torch.nn.Module, dataset: RegionDataset, device: torc
         if "error" in sample:  # unreadable: already listed under skipped_images
             continue
         record = split.images[sample["index"]]
-        image = cv2.imread(str(split.root / record["image"]), cv2.IMREAD_COLOR)
+        try:
+            image = dataset.read(sample["index"])
+        except UnreadableFile:  # changed since it was read a moment ago: no figure
+            continue
         out = model(sample["image"].to(device)[None], sample["boxes"].to(device))
         outputs = {key: _to_cpu(value) for key, value in out.items()}
         stem = Path(record["image"]).stem
@@ -231,7 +234,8 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
                           cfg.data.dataset)
     check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
     model = model_from_state(cfg, state).to(device)
-    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False)
+    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False,
+                           max_pixels=cfg.data.max_pixels)
     pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world,
                          drop_regions)
     if not world.main:

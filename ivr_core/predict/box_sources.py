@@ -15,13 +15,15 @@ image's path relative to the images folder, its absolute path, or (when unique) 
 
 from __future__ import annotations
 
-import json
+import os
 from collections import Counter
 from pathlib import Path
 
+from ivr_core.config import DataConfig
 from ivr_core.data import ade
-from ivr_core.data.coco import inclusive_box
+from ivr_core.data.coco import MAX_COORDINATE, inclusive_box, is_bbox, shown
 from ivr_core.errors import IvrError
+from ivr_core.utils.files import TEXT_CAP, UnreadableFile, read_json, read_text
 
 
 class BoxError(Exception):
@@ -54,18 +56,22 @@ class JsonBoxes(BoxSource):
 
 def _load_json(path: Path) -> JsonBoxes:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IvrError(f"cannot read boxes file {path}: {e}") from None
+        doc = read_json(path, what="boxes file")
+    except UnreadableFile as e:
+        raise IvrError(f"cannot read boxes file {e}") from None
     if isinstance(doc, dict) and "images" in doc and "annotations" in doc:
         try:
             files = {im["id"]: im["file_name"] for im in doc["images"]}
             table: dict[str, list] = {name: [] for name in files.values()}
-            for ann in doc["annotations"]:
+            for i, ann in enumerate(doc["annotations"]):
+                if not is_bbox(ann["bbox"]):
+                    raise IvrError(f"{path}: annotations[{i}] has bbox {shown(ann['bbox'])}; "
+                                   f"expected [x, y, width, height]: 4 numbers within "
+                                   f"+-{MAX_COORDINATE}")
                 if not ann.get("iscrowd", 0):
                     # not clipped: boxes outside the image are reported, not altered
                     table[files[ann["image_id"]]].append(inclusive_box(ann["bbox"]))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError) as e:
             raise IvrError(f"{path} looks like COCO but an entry is malformed ({e!r}); "
                            "expected images[{id, file_name}] and "
                            "annotations[{image_id, bbox: [x, y, w, h]}]") from None
@@ -86,42 +92,52 @@ class FolderBoxes(BoxSource):
         stem = self.folder / Path(rel).with_suffix("")
         for suffix in (".json", ".txt"):
             file = stem.with_suffix(suffix)
-            if file.is_file():
-                return self._read(file), None
+            if os.path.lexists(file):  # lexists: a FIFO or a looping link is reported
+                try:
+                    return self._read(file), None
+                except UnreadableFile as e:
+                    raise BoxError(f"unusable box file {e}") from None
         raise BoxError(f"no box file {stem}.json or {stem}.txt")
 
-    @staticmethod
-    def _read(file: Path) -> list[list[float]]:
+    def _read(self, file: Path) -> list:
+        if file.suffix == ".json":
+            doc = read_json(file, self.folder, what="box file", max_bytes=TEXT_CAP)
+            boxes = doc.get("boxes") if isinstance(doc, dict) else doc
+            if not isinstance(boxes, list):
+                raise UnreadableFile(file, f"it holds {shown(doc)}; expected a list of "
+                                           '[x1, y1, x2, y2] or {"boxes": [...]}')
+            return boxes
+        text = read_text(file, self.folder, what="box file")
         try:
-            text = file.read_text(encoding="utf-8")
-            if file.suffix == ".json":
-                doc = json.loads(text)
-                return doc["boxes"] if isinstance(doc, dict) else doc
             return [[float(v) for v in line.replace(",", " ").split()]
                     for line in text.splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError) as e:
-            raise BoxError(f"unreadable box file {file} ({type(e).__name__}: {e})") from None
+        except ValueError as e:
+            raise UnreadableFile(file, f"not numbers ({e}); expected one 'x1 y1 x2 y2' per "
+                                       "line") from None
 
 
 class AdeBoxes(BoxSource):
     """ADE20K annotations beside each image, read by the authors' rules for the model's
     classes (regions of other classes are not scored)."""
 
-    def __init__(self, classes: list[str]):
+    def __init__(self, classes: list[str], max_pixels: int = DataConfig.max_pixels):
         self.index = {name: i for i, name in reversed(list(enumerate(classes)))}
+        self.max_pixels = max_pixels
 
     def boxes(self, path, rel):
         try:
-            rec = ade.image_regions(path.parent, path.name, self.index)
-        except ade.AnnotationError as e:
+            rec = ade.image_regions(path.parent, path.name, self.index,
+                                    max_pixels=self.max_pixels)
+        except UnreadableFile as e:
             raise BoxError(f"{e.path}: {e.reason}") from None
         return rec["boxes"], rec["classes"]
 
 
-def open_source(spec: str, images_root: Path, classes: list[str]) -> BoxSource:
+def open_source(spec: str, images_root: Path, classes: list[str],
+                max_pixels: int = DataConfig.max_pixels) -> BoxSource:
     """The box source named by ``--boxes``: "ade", a JSON file, or a folder."""
     if spec == "ade":
-        return AdeBoxes(classes)
+        return AdeBoxes(classes, max_pixels)
     path = Path(spec)
     if path.is_file():
         return _load_json(path)

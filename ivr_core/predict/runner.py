@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ivr_core.config import Config
+from ivr_core.data.coco import MAX_COORDINATE, is_coordinate, shown
 from ivr_core.data.dataset import to_model_input
 from ivr_core.errors import IvrError
 from ivr_core.models import model_from_state
 from ivr_core.predict.box_sources import BoxError, BoxSource
-from ivr_core.utils.io import atomic_open
+from ivr_core.utils.files import UnreadableFile
+from ivr_core.utils.images import read_image
+from ivr_core.utils.io import atomic_open, staged_outputs
 from ivr_core.utils.progress import progress_bar
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -35,18 +37,20 @@ class PredictReport:
     images: int = 0
     regions: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (path, note): still labelled
     correct: int = 0  # regions whose true class is known and predicted right
     labelled: int = 0  # regions whose true class is known
 
 
 def list_images(images: Path) -> tuple[Path, list[Path]]:
     """(root, image files): a single file, or every image under a folder, recursively."""
-    if images.is_file():
+    if not images.is_dir() and os.path.lexists(images):  # a FIFO or a bad link: reported
         return images.parent, [images]
     if not images.is_dir():
         raise IvrError(f"images not found: {images} (give an image file or a folder)")
+    # not only regular files: a FIFO or a looping link named .jpg is listed as unreadable
     files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                   and p.is_file() and not _is_ade_mask(p))
+                   and not p.is_dir() and not _is_ade_mask(p))
     if not files:
         raise IvrError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {images}")
     return images, files
@@ -59,17 +63,23 @@ def _is_ade_mask(path: Path) -> bool:
 
 
 def check_boxes(raw, width: int, height: int) -> tuple[list[list[float]], list[str]]:
-    """Boxes inside the image with x1 <= x2, y1 <= y2; and a reason for each other one."""
+    """Boxes inside the image with x1 <= x2, y1 <= y2; and a reason for each other one.
+    Coordinates must be numbers (strings and booleans are refused, not converted); raises
+    BoxError when ``raw`` is no list of boxes at all."""
+    if not isinstance(raw, list):
+        raise BoxError(f"the boxes are {shown(raw)}, not a list of [x1, y1, x2, y2]")
     kept, problems = [], []
     for i, box in enumerate(raw):
-        try:
-            x1, y1, x2, y2 = (float(v) for v in box)
-        except (TypeError, ValueError):
-            problems.append(f"box {i} {box!r} is not 4 numbers")
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or \
+                not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            problems.append(f"box {i} {shown(box)} is not 4 numbers")
             continue
-        if not all(np.isfinite([x1, y1, x2, y2])):
-            problems.append(f"box {i} {box!r} is not finite")
-        elif x2 < x1 or y2 < y1:
+        if not all(map(is_coordinate, box)):
+            problems.append(f"box {i} {shown(box)} holds a number that is not finite or "
+                            f"beyond +-{MAX_COORDINATE}")
+            continue
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if x2 < x1 or y2 < y1:
             problems.append(f"box {i} {box!r} is degenerate (x2 < x1 or y2 < y1)")
         elif x1 < 0 or y1 < 0 or x2 > width - 1 or y2 > height - 1:
             problems.append(f"box {i} {box!r} is outside the {width}x{height} image")
@@ -84,6 +94,7 @@ class _Images(Dataset):
     def __init__(self, root: Path, files: list[Path], source: BoxSource, cfg: Config):
         self.root, self.files, self.source = root, files, source
         self.scale, self.max_size = cfg.data.scale, cfg.data.max_size
+        self.max_pixels = cfg.data.max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
@@ -91,16 +102,18 @@ class _Images(Dataset):
     def __getitem__(self, i: int) -> dict:
         path = self.files[i]
         rel = path.relative_to(self.root).as_posix()
-        item = {"path": str(path), "rel": rel, "problems": []}
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            return item | {"error": "unreadable or corrupt image"}
+        item = {"path": str(path), "rel": rel, "problems": [], "notes": []}
+        try:
+            loaded = read_image(path, self.max_pixels)
+        except UnreadableFile as e:
+            return item | {"error": e.reason}
+        image, item["notes"] = loaded.bgr, loaded.notes()
         height, width = image.shape[:2]
         try:
             raw, truth = self.source.boxes(path, rel)
+            boxes, problems = check_boxes(raw, width, height)
         except BoxError as e:
             return item | {"error": str(e)}
-        boxes, problems = check_boxes(raw, width, height)
         if truth is not None and problems:
             truth = None  # cannot align truth with a partial box list
         if not boxes:
@@ -134,9 +147,10 @@ def _record(item: dict, probs: torch.Tensor, per_iter: list[torch.Tensor],
 def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: torch.device,
             out: Path, workers: int = 2, draw: bool = False, iterations: bool = False,
             show_progress: bool = True) -> PredictReport:
-    """Label every image's boxes; writes ``out/predictions.jsonl`` atomically and, with
-    ``draw``, ``out/drawn/<relative path>`` (``iterations``: one panel per iteration).
-    When no image can be labelled nothing is written (``report.images`` is 0)."""
+    """Label every image's boxes; writes ``out/predictions.jsonl`` and, with ``draw``,
+    ``out/drawn/<relative path>`` (``iterations``: one panel per iteration), both at the
+    end and together (an interruption leaves the earlier outputs; ``drawn/`` is replaced
+    as a whole). When no image can be labelled nothing is written (``report.images`` is 0)."""
     root, files = list_images(images)
     classes = state["classes"]
     model = model_from_state(cfg, state).to(device).eval()
@@ -145,12 +159,14 @@ def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: t
     report = PredictReport(out=out / "predictions.jsonl")
     created = not out.exists()
     try:
-        with atomic_open(report.out, "w", encoding="utf-8") as f:
+        with staged_outputs(out) as staging, \
+                atomic_open(staging / report.out.name, "w", encoding="utf-8") as f:
             for item in progress_bar(loader, len(files), "predict", enabled=show_progress):
                 report.skipped += [(item["rel"], p) for p in item["problems"]]
                 if "error" in item:
                     report.skipped.append((item["rel"], item["error"]))
                     continue
+                report.notes += [(item["rel"], n) for n in item["notes"]]
                 boxes = item["boxes"] * item["factor"]
                 outputs = model(item["image"].to(device)[None], boxes.to(device))
                 probs = torch.softmax(outputs["final"].float(), 1).cpu()
@@ -163,7 +179,11 @@ def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: t
                     report.labelled += len(item["truth"])
                     report.correct += sum(r["class"] == r["true_class"] for r in record["regions"])
                 if draw:
-                    _draw(item, record, out, probs, per_iter if iterations else None, classes)
+                    try:
+                        _draw(item, record, staging, probs, per_iter if iterations else None,
+                              classes, cfg.data.max_pixels)
+                    except UnreadableFile as e:  # changed since it was labelled
+                        report.notes.append((item["rel"], f"not drawn: {e.reason}"))
             if not report.images:
                 raise _NothingLabelled
     except _NothingLabelled:  # nothing to write: no empty predictions.jsonl, no new folder
@@ -178,12 +198,12 @@ class _NothingLabelled(Exception):
 
 
 def _draw(item: dict, record: dict, out: Path, probs: torch.Tensor,
-          per_iter: list[torch.Tensor] | None, classes: list[str]) -> None:
+          per_iter: list[torch.Tensor] | None, classes: list[str], max_pixels: int) -> None:
     """``out/drawn/<relative path>``: the boxes with their labels, or (``per_iter``) one
     panel per iteration as PNG."""
     from ivr_core.visualization import draw_boxes, plot_iterations, write_image
 
-    image = cv2.imread(item["path"], cv2.IMREAD_COLOR)
+    image = read_image(item["path"], max_pixels).bgr
     target = out / "drawn" / item["rel"]
     boxes = [r["box"] for r in record["regions"]]
     if per_iter is not None:

@@ -90,8 +90,10 @@ def test_one_file(coco_files, tmp_path):
                  "seg_areas": []}
     assert (report.images, report.regions, report.empty, report.classes) == (2, 4, 1, 4)
     assert report.skipped == {"crowd": 1, "degenerate box": 2, "unknown image_id": 1,
-                              "unknown category_id": 1, "missing image file": 1}
-    assert report.missing == [str((coco_files / "train2014" / "gone.jpg").resolve())]
+                              "unknown category_id": 1}
+    assert report.skipped_images == {"missing": 1}
+    assert report.unusable == [(str((coco_files / "train2014" / "gone.jpg").resolve()),
+                                "missing image")]
     assert report.path == out / "coco_tr.json"
     assert not list(out.glob(".*.tmp"))
     split = load_prepared(out, "tr", 0, dataset="coco")  # readable by train/test
@@ -141,7 +143,7 @@ def test_conflicting_categories_name_both_files(coco_files, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{oops", "is not JSON"),
+    ("{oops", "is not valid JSON"),
     ("[1, 2]", "expected a JSON object with 'images', 'annotations' and 'categories'"),
     ('{"images": [], "categories": []}', "no 'annotations' list"),
     ('{"images": [], "annotations": [], "categories": [{"id": "1", "name": "a"}]}',
@@ -188,7 +190,7 @@ def test_cli_summary_and_errors(coco_files, tmp_path):
     assert "5 classes (background included)" in text
     assert ("skipped annotations: 1 crowd, 2 degenerate box, 1 unknown image_id, "
             "1 unknown category_id") in text
-    assert "skipped 1 image(s): missing image file" in text and "gone.jpg" in text
+    assert "skipped 1 image(s): 1 missing" in text and "gone.jpg: missing image" in text
     assert (tmp_path / "coco_trainval.json").is_file()
     for args, message in [
         (["--synthetic", "--coco", coco_files / "train.json"], "give exactly one of"),

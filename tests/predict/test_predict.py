@@ -79,7 +79,7 @@ def test_mapping_json_with_bad_boxes_and_images(checkpoints, photos, tmp_path, m
     iterations = 3 if model == "memory" else 1
     assert all(len(r["iterations"]) == iterations for line in lines for r in line["regions"])
     text = " ".join(result.output.split())
-    assert "broken.jpg: unreadable or corrupt image" in text
+    assert "broken.jpg: corrupt or unreadable image" in text
     assert "empty.bmp: no boxes for it in" in text
     assert "is degenerate" in text and "is outside the 128x128 image" in text
     for rel in boxes:  # drawings keep the image size
@@ -114,7 +114,7 @@ def test_folder_of_box_files_mirroring_the_images(checkpoints, photos, tmp_path)
                  "--out", out, "--iterations", "-q")
     assert result.exit_code == 0, result.output
     _check_jsonl(out, boxes)
-    assert "broken.jpg: unreadable or corrupt image" in " ".join(result.output.split())
+    assert "broken.jpg: corrupt or unreadable image" in " ".join(result.output.split())
     panel = cv2.imread(str(out / "drawn" / "a.png"))  # iteration panels are PNG figures
     assert panel is not None and panel.shape[1] > 2 * panel.shape[0]  # side by side
 

@@ -120,8 +120,8 @@ def test_an_unreadable_image_is_skipped_not_fatal(synthetic_data, tmp_path, caps
     result = train(_tiny(data, "train.iters=20", "data.flip=false"), tmp_path / "run",
                    show_progress=False)
     assert result.iterations == 20
-    assert f"warning: cannot read image {broken}; skipped" in " ".join(
-        capsys.readouterr().err.split())
+    assert f"warning: cannot read image {broken} (corrupt or unreadable image); skipped" \
+        in " ".join(capsys.readouterr().err.split())
 
 
 def test_non_finite_loss_keeps_the_last_good_checkpoint_and_says_so(synthetic_data, tmp_path):

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from ivr_cli.display import err as console
+from ivr_core.config import DATASETS
 from ivr_core.data.dataset import PreparedSplit, load_prepared
 from ivr_core.errors import IvrError
 from ivr_core.graph.knowledge import EDGE_TYPES, build_graph, write_graph
@@ -40,7 +41,7 @@ def mine(split: PreparedSplit, min_part_count: int = 5,
 def prepare_graph(
     data: Annotated[Path, typer.Option(help="Folder with the prepared split files.")],
     split: Annotated[str, typer.Option(help="Split to mine (the training split).")] = "train",
-    dataset: Annotated[str, typer.Option(help="ade or coco (data.dataset).")] = "ade",
+    dataset: Annotated[str, typer.Option(help="ade, coco or vg (data.dataset).")] = "ade",
     min_count: Annotated[int, typer.Option(help="ADE: the split's class threshold.")] = 5,
     min_part_count: Annotated[int, typer.Option(
         help="(part, whole) class pairs seen less often become no part_of edge.")] = 5,
@@ -51,8 +52,8 @@ def prepare_graph(
 
     Example: ivr prepare-graph --data data/ADE --word-vectors glove.6B.300d.txt
     """
-    if dataset not in ("ade", "coco") or min_part_count < 1:
-        raise IvrError("--dataset must be ade or coco and --min-part-count >= 1")
+    if dataset not in DATASETS or min_part_count < 1:
+        raise IvrError(f"--dataset must be {', '.join(DATASETS)} and --min-part-count >= 1")
     if word_vectors is not None and not word_vectors.is_file():
         raise IvrError(f"word vectors not found: {word_vectors}")
     mine(load_prepared(data, split, min_count, dataset=dataset), min_part_count, word_vectors)

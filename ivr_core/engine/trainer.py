@@ -30,7 +30,7 @@ from ivr_core.engine import checkpoint as ckpt
 from ivr_core.engine import distributed
 from ivr_core.engine.logger import MetricsLog
 from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
-from ivr_core.engine.runtime import autocast, grad_scaler, setup
+from ivr_core.engine.runtime import autocast, compile_dense_parts, grad_scaler, setup
 from ivr_core.envinfo import collect as collect_env
 from ivr_core.graph.knowledge import load_graph
 from ivr_core.errors import IvrError
@@ -148,6 +148,7 @@ def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress:
     model = model.to(device)
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    compile_dense_parts(model, cfg.runtime)
     optimizer = make_optimizer(model, t)
     scaler = grad_scaler(cfg.runtime, device)
     start = 0

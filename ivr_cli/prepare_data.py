@@ -11,6 +11,8 @@ Examples::
         --coco annotations/instances_valminusminival2014.json --images val2014 --name trainval
     ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 \
         --name minival --out data/coco
+    ivr prepare-data --vg data/visual_genome --vg-top 3000 --out data/vg    # Visual Genome 1.4
+    ivr prepare-data --vg data/visual_genome --vg-split data/vg/vg_split.json --out data/vg2
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ivr_core.data.coco import MISSING_FILE, REASONS, CocoReport, prepare_coco
 from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_cli.prepare_graph import mine
 from ivr_core.data.dataset import load_prepared
+from ivr_core.data.vg import REASONS as VG_REASONS, VgReport, prepare_vg
 from ivr_core.errors import IvrError
 
 
@@ -52,25 +55,42 @@ def prepare_data(
                                                 "--coco: every category is kept).")] = 5,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder [default: the ADE root; data/synthetic for --synthetic; "
-             "data/coco for --coco].")] = None,
+             "data/coco for --coco; data/vg for --vg].")] = None,
     images: Annotated[Optional[list[str]], typer.Option(
         metavar="N|DIR", help="Synthetic: number of images, 900 if not given (2/3 train, "
                               "1/6 mval, 1/6 mtest). COCO: the folder holding the images of "
                               "each --coco file, in order (or one for all).")] = None,
-    seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Synthetic, Visual Genome split: random seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Synthetic: replace an existing dataset.")] = False,
     workers: Annotated[Optional[int], typer.Option(help="Processes [default: CPU count, "
                                                         "at most 8].")] = None,
+    vg: Annotated[Optional[Path], typer.Option(
+        help="Visual Genome folder: objects.json, image_data.json, object_alias.txt (optional), "
+             "images in VG_100K/ and VG_100K_2/; writes OUT/vg_<split>.json.")] = None,
+    vg_top: Annotated[int, typer.Option(
+        help="Visual Genome: keep the N most frequent object names as classes.")] = 3000,
+    vg_split: Annotated[Optional[Path], typer.Option(
+        help="Visual Genome: split file to read ({split: [image ids]}) [default: a seeded "
+             "split (--seed; 5% mval, 5% mtest), written to OUT/vg_split.json].")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Prepare ADE20K, COCO-format annotations or the synthetic dataset for training and testing.
+    """Prepare ADE20K, COCO-format annotations, Visual Genome or the synthetic dataset for training and testing.
 
     Example: ivr prepare-data --ade-root data/ADE
 
     COCO example: ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 --name minival
+
+    Visual Genome example: ivr prepare-data --vg data/visual_genome --out data/vg
     """
-    if (ade_root is not None) + synthetic_ + bool(coco) != 1:
-        raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
+    if (ade_root is not None) + synthetic_ + bool(coco) + (vg is not None) != 1:
+        raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE or "
+                       "--vg ROOT")
+    if vg is not None:
+        vg_report = prepare_vg(vg, out, vg_top, vg_split, seed, show_progress=not quiet)
+        print_vg_report(vg_report)
+        if any(s.split == "train" for s in vg_report.splits):
+            mine(load_prepared(vg_report.splits[0].path.parent, "train", 0, dataset="vg"))
+        return
     if coco:
         if not images or not name:
             raise IvrError("--coco needs --images DIR (the folder holding its images) and "
@@ -148,5 +168,28 @@ def print_coco_report(report: CocoReport, shown: int = 5) -> None:
         console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
     for path in report.missing[:shown]:
         console.print(f"  missing: {path}", markup=False, highlight=False)
+    if len(report.missing) > shown:
+        console.print(f"  ... and {len(report.missing) - shown} more missing image files")
+
+
+def print_vg_report(report: VgReport, shown: int = 5) -> None:
+    for s in report.splits:
+        console.print(f"{s.split:>6}: {s.images} images, {s.regions} regions ({s.empty} images "
+                      f"without regions) -> {s.path}", markup=False, highlight=False)
+    console.print(f"{report.classes} classes (background included) of {report.names} "
+                  f"distinct names; {report.objects} objects read, {report.clipped} boxes "
+                  "clipped to their image")
+    console.print(f"split {'written to' if report.split_written else 'read from'} "
+                  f"{report.split_file}", markup=False, highlight=False)
+    skipped = [f"{report.skipped[r]} {r}" for r in VG_REASONS if report.skipped[r]]
+    if skipped:
+        console.print(f"[yellow]skipped objects:[/] {', '.join(skipped)}")
+    if report.unknown_split_ids:
+        console.print(f"[yellow]{report.unknown_split_ids} image id(s) of the split file are "
+                      "not in image_data.json[/]")
+    if report.missing:
+        console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
+    for name in report.missing[:shown]:
+        console.print(f"  missing: {name}", markup=False, highlight=False)
     if len(report.missing) > shown:
         console.print(f"  ... and {len(report.missing) - shown} more missing image files")

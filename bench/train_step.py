@@ -5,13 +5,17 @@ same run.
     python bench/train_step.py                      # CPU, both scales
     python bench/train_step.py --scales 600/1000    # the authors' scale only
     python bench/train_step.py --device cuda --amp bf16
+    python bench/train_step.py --scales 256/400 --compile   # + each model with runtime.compile
 
 ResNet-50 from random init with the authors' settings (frozen batch norm, conv1 + layer1
 frozen, SGD with momentum, weight decay), the memory model with ITER 3, 512 memory channels
 and FC 4096; a fixed sequence of synthetic 4:3 images with 13 regions each (boxes cover
 the usual range of sizes); one image per step. Peak memory: CPU, the process's peak
 resident set while the model is built and trained (VmHWM, reset before each model, so it
-includes the Python and library baseline); CUDA, max_memory_allocated.
+includes the Python and library baseline); CUDA, max_memory_allocated. With ``--compile``
+each model is run again with ``runtime.compile = true`` (its dense parts under
+``torch.compile``, compiled during the first step, whose time is printed; FLOPs counted on
+the eager first step).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ivr_core.config import load_config
 from ivr_core.engine.optim import make_optimizer
-from ivr_core.engine.runtime import autocast, grad_scaler, setup
+from ivr_core.engine.runtime import autocast, compile_dense_parts, grad_scaler, setup
 from ivr_core.models import build_model
 from ivr_core.models.backbone import RandomInitWarning
 
@@ -88,10 +92,11 @@ def _reset_peak(device: str) -> None:
 
 
 def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
-          amp: str, channels_last: bool) -> dict:
+          amp: str, channels_last: bool, compile_: bool = False) -> dict:
     _reset_peak(device)
     cfg = load_config(overrides=[f"model.type={model_type}", "model.weights=none",
-                                 f"runtime.amp={amp}", f"runtime.device={device}"])
+                                 f"runtime.amp={amp}", f"runtime.device={device}",
+                                 f"runtime.compile={str(compile_).lower()}"])
     setup(cfg.runtime)  # what `ivr train` does: threads, region ops, malloc settings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomInitWarning)
@@ -115,6 +120,7 @@ def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
     with FlopCounterMode(display=False) as counter:
         step(*data[0])
     flops = counter.get_total_flops()
+    compile_dense_parts(model, cfg.runtime)  # after the count: compiled kernels are not counted
     times = []
     for i in range(steps + 2):
         _sync(device)
@@ -124,7 +130,7 @@ def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
         times.append(time.perf_counter() - t)
     seconds = statistics.median(times[2:])
     return {"s": seconds, "gflop": flops / 1e9, "gflops": flops / 1e9 / seconds,
-            "peak_mb": _peak_mb(device)}
+            "peak_mb": _peak_mb(device), "first_s": times[0]}
 
 
 def main() -> None:
@@ -136,22 +142,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run each model with runtime.compile = true")
     args = parser.parse_args()
     ref = matmul_gflops(args.device)
     name = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {args.device} ({name}), amp {args.amp}, "
           f"channels_last {args.channels_last}; fp32 matmul 2048^3: {ref:.0f} GFLOP/s\n")
+    notes: list[str] = []
     print("| model | scale | s/step | GFLOP/step | GFLOP/s | of matmul | peak MB |")
     print("|---|---|---|---|---|---|---|")
     for pair in args.scales.split(","):
         scale, max_size = (int(v) for v in pair.split("/"))
         for model_type in args.models.split(","):
-            r = bench(model_type, scale, max_size, args.device, args.steps, args.amp,
-                      args.channels_last)
-            print(f"| {model_type} | {scale}/{max_size} | {r['s']:.2f} | {r['gflop']:.0f} | "
-                  f"{r['gflops']:.0f} | {r['gflops'] / ref:.0%} | {r['peak_mb']:.0f} |",
-                  flush=True)
+            for compiled in (False, True) if args.compile else (False,):
+                r = bench(model_type, scale, max_size, args.device, args.steps, args.amp,
+                          args.channels_last, compiled)
+                name = f"{model_type}, compiled" if compiled else model_type
+                print(f"| {name} | {scale}/{max_size} | {r['s']:.2f} | {r['gflop']:.0f} | "
+                      f"{r['gflops']:.0f} | {r['gflops'] / ref:.0%} | {r['peak_mb']:.0f} |",
+                      flush=True)
+                if compiled:
+                    notes.append(f"{model_type} {scale}/{max_size}: compiled {eager_s / r['s']:.2f}x "
+                                 f"the eager step's speed; first step (compiling) "
+                                 f"{r['first_s']:.0f} s")
+                eager_s = r["s"]
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

@@ -164,12 +164,7 @@ def print_coco_report(report: CocoReport, shown: int = 5) -> None:
                and report.skipped[r]]
     if skipped:
         console.print(f"[yellow]skipped annotations:[/] {', '.join(skipped)}")
-    if report.missing:
-        console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
-    for path in report.missing[:shown]:
-        console.print(f"  missing: {path}", markup=False, highlight=False)
-    if len(report.missing) > shown:
-        console.print(f"  ... and {len(report.missing) - shown} more missing image files")
+    print_missing(report.missing, shown)
 
 
 def print_vg_report(report: VgReport, shown: int = 5) -> None:
@@ -187,9 +182,14 @@ def print_vg_report(report: VgReport, shown: int = 5) -> None:
     if report.unknown_split_ids:
         console.print(f"[yellow]{report.unknown_split_ids} image id(s) of the split file are "
                       "not in image_data.json[/]")
-    if report.missing:
-        console.print(f"[yellow]skipped {len(report.missing)} image(s): missing image file[/]")
-    for name in report.missing[:shown]:
-        console.print(f"  missing: {name}", markup=False, highlight=False)
-    if len(report.missing) > shown:
-        console.print(f"  ... and {len(report.missing) - shown} more missing image files")
+    print_missing(report.missing, shown)
+
+
+def print_missing(missing: list[str], shown: int) -> None:
+    """The image files not found, the first ``shown`` of them by name."""
+    if missing:
+        console.print(f"[yellow]skipped {len(missing)} image(s): missing image file[/]")
+    for path in missing[:shown]:
+        console.print(f"  missing: {path}", markup=False, highlight=False)
+    if len(missing) > shown:
+        console.print(f"  ... and {len(missing) - shown} more missing image files")

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import torch
 
-from ivr_core.config import Config, load_config
+from ivr_core.config import Config, RuntimeConfig, load_config
 from ivr_core.data.dataset import to_model_input
 from ivr_core.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from ivr_core.engine.runtime import compile_dense_parts, resolve_device
@@ -77,10 +77,12 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> "Model"
     """The model of a run folder, checkpoint or exported folder (see :func:`read_state`),
     in eval mode on ``device`` ("cpu", "cuda", "cuda:N" or "auto").
 
-    Process-wide settings (threads, deterministic kernels, region-op backend) are left as
-    they are; the model's own settings come from the config it was trained with."""
+    The model's settings come from the config it was trained with; the ``runtime`` ones
+    (which describe the training machine) are the defaults, and process-wide settings
+    (threads, deterministic kernels, region-op backend) are left as they are."""
     state = read_state(path)
     cfg = load_config(base=state["config"], overrides=[f"runtime.device={device}"])
+    cfg.runtime = RuntimeConfig(device=cfg.runtime.device)
     return Model(state, cfg, resolve_device(cfg.runtime.device))
 
 

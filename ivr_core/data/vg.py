@@ -39,7 +39,7 @@ import numpy as np
 from ivr_core.data.ade import BACKGROUND, normalise_name
 from ivr_core.data.coco import to_box
 from ivr_core.data.dataset import prepared_name
-from ivr_core.data.prepare import portable_root
+from ivr_core.data.prepare import SplitSummary, portable_root
 from ivr_core.errors import IvrError
 from ivr_core.utils.io import atomic_open, write_json
 from ivr_core.utils.progress import progress_bar
@@ -59,15 +59,6 @@ _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
-class VgSplit:
-    split: str
-    path: Path
-    images: int = 0
-    regions: int = 0
-    empty: int = 0  # images kept in the list without any region
-
-
-@dataclass
 class VgReport:
     classes: int
     names: int  # distinct names after normalisation
@@ -76,14 +67,14 @@ class VgReport:
     split_written: bool
     clipped: int = 0  # boxes partly outside their image, clipped
     unknown_split_ids: int = 0  # image ids of the split file not in image_data.json
-    splits: list[VgSplit] = field(default_factory=list)
+    splits: list[SplitSummary] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # reason -> objects
     missing: list[str] = field(default_factory=list)  # image files not found
 
 
 # --- streaming JSON ------------------------------------------------------------------------
 
-def iter_json_array(path: str | os.PathLike, chunk: int = 1 << 22) -> Iterator[Any]:
+def iter_json_array(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[Any]:
     """The elements of the JSON array that file ``path`` holds, one at a time.
 
     Only a window of the text is held: ``chunk`` characters, grown (doubled) while one
@@ -149,8 +140,11 @@ class _Window:
                 if not cut or not self.more(len(self.text)):
                     raise self.error(e.msg, self.offset + e.pos) from None
                 continue
-            if end == len(self.text) and self.more(len(self.text)):
-                continue  # a number at the window's end may go on
+            tail = end
+            while tail < len(self.text) and self.text[tail] in "0123456789.eE+-":
+                tail += 1
+            if tail == len(self.text) and self.more(len(self.text)):
+                continue  # a number cut by the window's end ("1" of "12", "0" of "0.5")
             self.pos = end
             return value
 
@@ -407,7 +401,7 @@ def _write_splits(objects: _Objects, label: np.ndarray, images: dict, splits: di
     out_dir.mkdir(parents=True, exist_ok=True)
     header = {"classes": classes, "root": portable_root(root, out_dir), "top": top}
     for name, ids in splits.items():
-        summary = VgSplit(name, out_dir / prepared_name(name, 0, "vg"))
+        summary = SplitSummary(name, out_dir / prepared_name(name, 0, "vg"))
         with atomic_open(summary.path, "w", encoding="utf-8") as f:
             # streamed: one image record per line, never the whole split in memory
             f.write(json.dumps({**header, "split": name})[:-1] + ', "images": [')

@@ -11,6 +11,7 @@ import torch
 
 import ivr_core
 from ivr_core import api
+from ivr_core.data.dataset import to_model_input
 from ivr_core.engine.checkpoint import list_checkpoints
 from ivr_core.errors import IvrError
 
@@ -32,7 +33,7 @@ def test_outputs_per_box_match_the_network(runs, photo, model_type):
     assert len(out) == len(boxes) and out.boxes.tolist() == [[float(v) for v in b] for b in boxes]
     # the network run by hand on the same input gives the same probabilities
     image = cv2.imread(str(path))
-    tensor, factor = api.to_model_input(image, model.config.data.scale, model.config.data.max_size)
+    tensor, factor = to_model_input(image, model.config.data.scale, model.config.data.max_size)
     with torch.no_grad():
         raw = model.network(tensor[None], torch.tensor(boxes, dtype=torch.float32) * factor)
     np.testing.assert_allclose(out.probs, torch.softmax(raw["final"], 1).numpy(), atol=1e-6)

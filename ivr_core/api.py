@@ -86,7 +86,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> "Model"
     return Model(state, cfg, resolve_device(cfg.runtime.device))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: no element-wise ==
 class BoxPrediction:
     """What the model says about one box."""
 
@@ -99,7 +99,7 @@ class BoxPrediction:
     attention: np.ndarray | None  # (A,) weights over the combined predictions, or None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: no element-wise ==
 class Prediction:
     """The boxes of one image; ``prediction[k]`` is box k's :class:`BoxPrediction`.
 
@@ -121,14 +121,17 @@ class Prediction:
     def __getitem__(self, k: int) -> BoxPrediction:
         if not -len(self) <= k < len(self):
             raise IndexError(f"box {k} of {len(self)}")
-        names = lambda probs: [self.classes[int(c)] for c in probs[:, k].argmax(1)]  # noqa: E731
         final = int(self.probs[k].argmax())
         return BoxPrediction(
             box=tuple(float(v) for v in self.boxes[k]), label=self.classes[final],
             score=float(self.probs[k, final]), probs=self.probs[k],
-            iterations=names(self.iteration_probs),
-            modules={name: names(p) for name, p in self.module_probs.items()},
+            iterations=self._names(self.iteration_probs[:, k]),
+            modules={name: self._names(p[:, k]) for name, p in self.module_probs.items()},
             attention=None if self.attention is None else self.attention[k])
+
+    def _names(self, probs: np.ndarray) -> list[str]:
+        """(I, C) probabilities of one box -> its class at each of the I steps."""
+        return [self.classes[int(c)] for c in probs.argmax(1)]
 
     def __iter__(self) -> Iterator[BoxPrediction]:
         return (self[k] for k in range(len(self)))
@@ -136,23 +139,32 @@ class Prediction:
     @property
     def labels(self) -> list[str]:
         """The final class of every box."""
-        return [self.classes[int(c)] for c in self.probs.argmax(1)]
+        return self._names(self.probs)
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, Any], boxes: np.ndarray,
                      classes: list[str]) -> "Prediction":
         """From a model's output dict; only ``final`` is required (``iterations``,
         ``modules`` and ``attention`` are read when the model gives them)."""
-        probs = lambda logits: torch.softmax(logits.detach().float(), 1).cpu().numpy()  # noqa: E731
-        stack = lambda chain: np.stack([probs(x) for x in chain])  # noqa: E731
         final = outputs["final"]
         attention = outputs.get("attention")
         return cls(boxes=np.asarray(boxes, np.float32).reshape(-1, 4), classes=classes,
-                   probs=probs(final), iteration_probs=stack(outputs.get("iterations") or [final]),
-                   module_probs={name: stack(chain)
+                   probs=_probs(final),
+                   iteration_probs=_chain_probs(outputs.get("iterations") or [final]),
+                   module_probs={name: _chain_probs(chain)
                                  for name, chain in (outputs.get("modules") or {}).items()},
                    attention=None if attention is None
                    else attention.detach().float().cpu().numpy())
+
+
+def _probs(logits: torch.Tensor) -> np.ndarray:
+    """(N, C) logits -> (N, C) probabilities, float32 numpy."""
+    return torch.softmax(logits.detach().float(), 1).cpu().numpy()
+
+
+def _chain_probs(chain: Sequence[torch.Tensor]) -> np.ndarray:
+    """[I x (N, C)] logits -> (I, N, C) probabilities."""
+    return np.stack([_probs(x) for x in chain])
 
 
 class Model:

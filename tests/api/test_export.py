@@ -88,6 +88,14 @@ def test_export_files_hold_weights_only_and_a_model_card(runs, synthetic_data, t
     assert "split `mtest`" in card and f"| {results['inst_ap']:.3f} | " in card
 
 
+def test_an_exported_folder_exports_again_unchanged(runs, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    export_model(read_state(runs["full"]), first)
+    assert run("export", first, "--out", second).exit_code == 0
+    for name in ("model.safetensors", "config.toml", "classes.json", "knowledge_graph.json"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
 def test_existing_folder_needs_force_and_a_failed_export_leaves_it(runs, tmp_path):
     out = tmp_path / "models"
     out.mkdir()

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from ivr_cli.main import app
 
 runner = CliRunner()
-COMMANDS = ["prepare-data", "train", "test", "demo"]
+COMMANDS = ["prepare-data", "train", "test", "demo", "export"]
 
 
 def run(*args):

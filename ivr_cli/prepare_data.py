@@ -74,7 +74,7 @@ def prepare_data(
              "split (--seed; 5% mval, 5% mtest), written to OUT/vg_split.json].")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Prepare ADE20K, COCO-format annotations, Visual Genome or the synthetic dataset for training and testing.
+    """Prepare ADE20K, COCO-format, Visual Genome or synthetic data for training and testing.
 
     Example: ivr prepare-data --ade-root data/ADE
 
@@ -88,8 +88,9 @@ def prepare_data(
     if vg is not None:
         vg_report = prepare_vg(vg, out, vg_top, vg_split, seed, show_progress=not quiet)
         print_vg_report(vg_report)
-        if any(s.split == "train" for s in vg_report.splits):
-            mine(load_prepared(vg_report.splits[0].path.parent, "train", 0, dataset="vg"))
+        train = next((s for s in vg_report.splits if s.split == "train"), None)
+        if train is not None:
+            mine(load_prepared(train.path.parent, "train", 0, dataset="vg"))
         return
     if coco:
         if not images or not name:

@@ -92,8 +92,12 @@ def test_an_exported_folder_exports_again_unchanged(runs, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     export_model(read_state(runs["full"]), first)
     assert run("export", first, "--out", second).exit_code == 0
-    for name in ("model.safetensors", "config.toml", "classes.json", "knowledge_graph.json"):
+    for name in ("config.toml", "classes.json", "knowledge_graph.json"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    with safe_open(first / "model.safetensors", "pt") as a, \
+            safe_open(second / "model.safetensors", "pt") as b:
+        assert a.metadata() == b.metadata() and a.keys() == b.keys()  # metadata: any order
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
 
 
 def test_existing_folder_needs_force_and_a_failed_export_leaves_it(runs, tmp_path):

@@ -4,7 +4,8 @@ The folder holds
 
 - ``model.safetensors``: the weights only (no optimizer state); for the global and full
   models also the knowledge graph, which they keep as buffers (``global_.kg_*``); metadata
-  ``format``, ``model_type``, ``iteration``, ``ivr_version``;
+  ``format``, ``model_type``, ``iteration``, ``trained_with`` and ``exported_with`` (ivr
+  versions);
 - ``config.toml``: the configuration the model was trained with (the ``runtime`` section
   reset to the defaults: it describes the training machine, not the model);
 - ``classes.json``: the class names, background first;
@@ -78,7 +79,7 @@ def read_exported(folder: str | os.PathLike) -> dict:
                        f"weights are of a {metadata.get('model_type')} model")
     return {"model": weights, "classes": classes, "config": cfg.to_dict(),
             "model_type": cfg.model.type, "iteration": int(metadata.get("iteration", 0)),
-            "ivr_version": metadata.get("ivr_version", ""), "path": str(folder)}
+            "ivr_version": metadata.get("trained_with", ""), "path": str(folder)}
 
 
 def export_model(state: dict, out: str | os.PathLike, force: bool = False) -> Path:
@@ -96,6 +97,7 @@ def export_model(state: dict, out: str | os.PathLike, force: bool = False) -> Pa
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the model from others
         _write_files(tmp, state, cfg, out)
         _replace_folder(tmp, out)
     except OSError as e:  # disk full, quota, permissions
@@ -111,7 +113,8 @@ def export_model(state: dict, out: str | os.PathLike, force: bool = False) -> Pa
 def _write_files(folder: Path, state: dict, cfg: Config, out: Path) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in state["model"].items()}
     metadata = {"format": FORMAT, "model_type": cfg.model.type,
-                "iteration": str(state.get("iteration", 0)), "ivr_version": __version__}
+                "iteration": str(state.get("iteration", 0)),
+                "trained_with": state.get("ivr_version") or "", "exported_with": __version__}
     _save_weights(weights, folder / WEIGHTS, metadata)
     write_text(folder / CONFIG, cfg.to_toml())
     write_json(folder / CLASSES, list(state["classes"]), indent=1)
@@ -142,6 +145,12 @@ def knowledge_graph(weights: dict[str, torch.Tensor], classes: list[str]) -> Kno
                           weights[_KG + "type"].tolist()):
         graph.edges[EDGE_TYPES[t]][(s, d)] = w
     return graph
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:

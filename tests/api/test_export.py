@@ -4,6 +4,7 @@ without unpickling anything, is written atomically, and says what it holds."""
 import json
 import os
 import pickle
+import stat
 import subprocess
 
 import numpy as np
@@ -63,6 +64,9 @@ def test_export_files_hold_weights_only_and_a_model_card(runs, synthetic_data, t
     state = load_checkpoint(newest)
     out = tmp_path / "card"
     export_model(read_state(run_dir), out)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md", "classes.json", "config.toml", "knowledge_graph.json", "model.safetensors"]
     with safe_open(out / "model.safetensors", framework="pt") as f:
@@ -70,6 +74,7 @@ def test_export_files_hold_weights_only_and_a_model_card(runs, synthetic_data, t
         for key in ("global_.kg_index", "global_.kg_weight"):
             assert torch.equal(f.get_tensor(key), state["model"][key])
         assert f.metadata()["iteration"] == "2"
+        assert f.metadata()["trained_with"] == state["ivr_version"]
     assert json.loads((out / "classes.json").read_text()) == state["classes"]
     graph = json.loads((out / "knowledge_graph.json").read_text())
     assert sum(map(len, graph["edges"].values())) == len(state["model"]["global_.kg_weight"]) > 0

@@ -6,6 +6,7 @@ same run.
     python bench/train_step.py --scales 600/1000    # the authors' scale only
     python bench/train_step.py --device cuda --amp bf16
     python bench/train_step.py --models full --set model.backbone=resnet18   # any config key
+    python bench/train_step.py --scales 256/400 --compile   # + each model with runtime.compile
 
 ResNet-50 from random init with the authors' settings (frozen batch norm, conv1 + layer1
 frozen, SGD with momentum, weight decay), the memory model with ITER 3, 512 memory channels
@@ -13,7 +14,10 @@ and FC 4096; a fixed sequence of synthetic 4:3 images with 13 regions each (boxe
 the usual range of sizes); one image per step. The global and full models get a random
 knowledge graph (GRAPH_EDGES part-of edges per class and their reverses). Peak memory: CPU,
 the process's peak resident set while the model is built and trained (VmHWM, reset before
-each model, so it includes the Python and library baseline); CUDA, max_memory_allocated.
+each model, so it includes the Python and library baseline); CUDA, max_memory_allocated. With ``--compile``
+each model is run again with ``runtime.compile = true`` (its dense parts under
+``torch.compile``, compiled during the first step, whose time is printed; FLOPs counted on
+the eager first step).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ivr_core.config import load_config
 from ivr_core.engine.optim import make_optimizer
-from ivr_core.engine.runtime import autocast, grad_scaler, setup
+from ivr_core.engine.runtime import autocast, compile_dense_parts, grad_scaler, setup
 from ivr_core.graph.knowledge import KnowledgeGraph
 from ivr_core.models import build_model
 from ivr_core.models.backbone import RandomInitWarning
@@ -103,12 +107,14 @@ def _reset_peak(device: str) -> None:
 
 
 def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
-          amp: str, channels_last: bool, overrides: Sequence[str] = ()) -> dict:
-    """One model's training step: {"s": median s/step, "gflop", "gflops", "peak_mb"}.
-    ``overrides`` are ``section.key=value`` items applied last."""
+          amp: str, channels_last: bool, overrides: Sequence[str] = (),
+          compile_: bool = False) -> dict:
+    """One model's training step: {"s": median s/step, "gflop", "gflops", "peak_mb",
+    "first_s"}. ``overrides`` are ``section.key=value`` items applied last."""
     _reset_peak(device)
     cfg = load_config(overrides=[f"model.type={model_type}", "model.weights=none",
-                                 f"runtime.amp={amp}", f"runtime.device={device}", *overrides])
+                                 f"runtime.amp={amp}", f"runtime.device={device}",
+                                 f"runtime.compile={str(compile_).lower()}", *overrides])
     setup(cfg.runtime)  # what `ivr train` does: threads, region ops, malloc settings
     graph = random_graph(NUM_CLASSES) if model_type in ("global", "full") else None
     with warnings.catch_warnings():
@@ -133,6 +139,7 @@ def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
     with FlopCounterMode(display=False) as counter:
         step(*data[0])
     flops = counter.get_total_flops()
+    compile_dense_parts(model, cfg.runtime)  # after the count: compiled kernels are not counted
     times = []
     for i in range(steps + 2):
         _sync(device)
@@ -142,7 +149,7 @@ def bench(model_type: str, scale: int, max_size: int, device: str, steps: int,
         times.append(time.perf_counter() - t)
     seconds = statistics.median(times[2:])
     return {"s": seconds, "gflop": flops / 1e9, "gflops": flops / 1e9 / seconds,
-            "peak_mb": _peak_mb(device)}
+            "peak_mb": _peak_mb(device), "first_s": times[0]}
 
 
 def main() -> None:
@@ -156,22 +163,34 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override, as `ivr train --set` (repeatable)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also run each model with runtime.compile = true")
     args = parser.parse_args()
     ref = matmul_gflops(args.device)
     name = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {args.device} ({name}), amp {args.amp}, "
           f"channels_last {args.channels_last}; fp32 matmul 2048^3: {ref:.0f} GFLOP/s\n")
+    notes: list[str] = []
     print("| model | scale | s/step | GFLOP/step | GFLOP/s | of matmul | peak MB |")
     print("|---|---|---|---|---|---|---|")
     for pair in args.scales.split(","):
         scale, max_size = (int(v) for v in pair.split("/"))
         for model_type in args.models.split(","):
-            r = bench(model_type, scale, max_size, args.device, args.steps, args.amp,
-                      args.channels_last, args.set)
-            print(f"| {model_type} | {scale}/{max_size} | {r['s']:.2f} | {r['gflop']:.0f} | "
-                  f"{r['gflops']:.0f} | {r['gflops'] / ref:.0%} | {r['peak_mb']:.0f} |",
-                  flush=True)
+            for compiled in (False, True) if args.compile else (False,):
+                r = bench(model_type, scale, max_size, args.device, args.steps, args.amp,
+                          args.channels_last, args.set, compiled)
+                name = f"{model_type}, compiled" if compiled else model_type
+                print(f"| {name} | {scale}/{max_size} | {r['s']:.2f} | {r['gflop']:.0f} | "
+                      f"{r['gflops']:.0f} | {r['gflops'] / ref:.0%} | {r['peak_mb']:.0f} |",
+                      flush=True)
+                if compiled:
+                    notes.append(f"{model_type} {scale}/{max_size}: compiled {eager_s / r['s']:.2f}x "
+                                 f"the eager step's speed; first step (compiling) "
+                                 f"{r['first_s']:.0f} s")
+                eager_s = r["s"]
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

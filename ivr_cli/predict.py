@@ -6,6 +6,7 @@ Examples::
     ivr predict photos/ --checkpoint ckpt.pt --boxes instances.json --draw       # COCO boxes
     ivr predict photos/ --checkpoint ckpt.pt --boxes photos/ --draw --iterations # stem.txt files
     ivr predict data/ADE/images/validation --checkpoint ckpt.pt --boxes ade
+    ivr predict photos/ --checkpoint exported/ --boxes boxes.json        # `ivr export` output
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import typer
 
 from ivr_cli.display import err as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
-from ivr_core.engine.checkpoint import load_checkpoint
+from ivr_core.api import Model, read_state
 from ivr_core.engine.runtime import setup
 from ivr_core.errors import IvrError
 from ivr_core.predict import open_source, predict as run_predict
@@ -27,7 +28,9 @@ from ivr_core.utils.outputs import output_folder, writing
 def predict(
     images: Annotated[Path, typer.Argument(help="An image, or a folder searched recursively "
                                                 "(jpg, jpeg, png, bmp, webp).")],
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint of a trained model.")],
+    checkpoint: Annotated[Path, typer.Option(
+        help="A trained model: a checkpoint file, a run folder (its newest checkpoint) or a "
+             "folder written by `ivr export`.")],
     boxes: Annotated[str, typer.Option(
         help="The boxes: a COCO annotation JSON, a JSON mapping image path -> "
              "[[x1, y1, x2, y2], ...], a folder of per-image <stem>.json/.txt box files "
@@ -52,15 +55,15 @@ def predict(
     if batch_images < 0:
         raise IvrError("--batch-images must be >= 0")
     output_folder(out, "--out")
-    state = load_checkpoint(checkpoint)
+    state = read_state(checkpoint)
     cfg = resolve(config, set_, base=state["config"], runtime__device=device)
-    dev = setup(cfg.runtime)
-    source = open_source(boxes, images if images.is_dir() else images.parent, state["classes"],
+    model = Model(state, cfg, setup(cfg.runtime))
+    source = open_source(boxes, images if images.is_dir() else images.parent, model.classes,
                          cfg.data.max_pixels)
     created = not out.exists()
     try:
         with writing(out, "free space or choose another --out"):
-            report = run_predict(images, source, state, cfg, dev, out, workers=batch_images,
+            report = run_predict(images, source, model, out, workers=batch_images,
                                  draw=draw or iterations, iterations=iterations,
                                  show_progress=not quiet)
     except IvrError:

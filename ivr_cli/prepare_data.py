@@ -12,6 +12,8 @@ Examples::
         --coco annotations/instances_valminusminival2014.json --images val2014 --name trainval
     ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 \
         --name minival --out data/coco
+    ivr prepare-data --vg data/visual_genome --vg-top 3000 --out data/vg    # Visual Genome 1.4
+    ivr prepare-data --vg data/visual_genome --vg-split data/vg/vg_split.json --out data/vg2
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ivr_core.data.coco import IMAGE_REASONS, REASONS, CocoReport, prepare_coco
 from ivr_core.data.prepare import PrepareReport, prepare_ade
 from ivr_cli.prepare_graph import mine
 from ivr_core.data.dataset import load_prepared
+from ivr_core.data.vg import REASONS as VG_REASONS, VgReport, prepare_vg
 from ivr_core.errors import IvrError
 from ivr_core.utils.io import make_temp_dir
 from ivr_core.utils.outputs import output_folder
@@ -56,12 +59,12 @@ def prepare_data(
                                                 "--coco: every category is kept).")] = 5,
     out: Annotated[Optional[Path], typer.Option(
         help="Output folder [default: the ADE root; data/synthetic for --synthetic; "
-             "data/coco for --coco].")] = None,
+             "data/coco for --coco; data/vg for --vg].")] = None,
     images: Annotated[Optional[list[str]], typer.Option(
         metavar="N|DIR", help="Synthetic: number of images, 900 if not given (2/3 train, "
                               "1/6 mval, 1/6 mtest). COCO: the folder holding the images of "
                               "each --coco file, in order (or one for all).")] = None,
-    seed: Annotated[int, typer.Option(help="Synthetic: random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Synthetic, Visual Genome split: random seed.")] = 0,
     task: Annotated[str, typer.Option(
         help="Synthetic: which context task to draw: containers (the demo's) or rooms.")]
     = "containers",
@@ -73,16 +76,27 @@ def prepare_data(
     max_pixels: Annotated[Optional[int], typer.Option(
         help="Skip images whose header claims more pixels [default: data.max_pixels, "
              "100 million].")] = None,
+    vg: Annotated[Optional[Path], typer.Option(
+        help="Visual Genome folder: objects.json, image_data.json, object_alias.txt (optional), "
+             "images in VG_100K/ and VG_100K_2/; writes OUT/vg_<split>.json.")] = None,
+    vg_top: Annotated[int, typer.Option(
+        help="Visual Genome: keep the N most frequent object names as classes.")] = 3000,
+    vg_split: Annotated[Optional[Path], typer.Option(
+        help="Visual Genome: split file to read ({split: [image ids]}) [default: a seeded "
+             "split (--seed; 5% mval, 5% mtest), written to OUT/vg_split.json].")] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Prepare ADE20K, COCO-format annotations or the synthetic dataset for training and testing.
+    """Prepare ADE20K, COCO-format, Visual Genome or synthetic data for training and testing.
 
     Example: ivr prepare-data --ade-root data/ADE
 
     COCO example: ivr prepare-data --coco annotations/instances_minival2014.json --images val2014 --name minival
+
+    Visual Genome example: ivr prepare-data --vg data/visual_genome --out data/vg
     """
-    if (ade_root is not None) + synthetic_ + bool(coco) != 1:
-        raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE")
+    if (ade_root is not None) + synthetic_ + bool(coco) + (vg is not None) != 1:
+        raise IvrError("give exactly one of --ade-root ROOT or --synthetic or --coco FILE or "
+                       "--vg ROOT")
     settings = resolve(config, set_)  # data.max_pixels, and graph.* for the graph mined last
     graph_settings = settings.graph
     if out is not None:
@@ -92,6 +106,13 @@ def prepare_data(
     if not 1 <= max_pixels <= MAX_PIXELS_LIMIT:
         raise IvrError(f"--max-pixels must be 1..{MAX_PIXELS_LIMIT} (OpenCV decodes no more), "
                        f"got {max_pixels}")
+    if vg is not None:
+        vg_report = prepare_vg(vg, out, vg_top, vg_split, seed, show_progress=not quiet)
+        print_vg_report(vg_report)
+        train = next((s for s in vg_report.splits if s.split == "train"), None)
+        if train is not None:
+            mine(load_prepared(train.path.parent, "train", 0, dataset="vg"), graph_settings)
+        return
     if coco:
         if not images or not name:
             raise IvrError("--coco needs --images DIR (the folder holding its images) and "
@@ -202,3 +223,31 @@ def print_coco_report(report: CocoReport, shown: int = 5) -> None:
         console.print(f"  {path}: {reason}", markup=False, highlight=False)
     if len(report.unusable) > shown:
         console.print(f"  ... and {len(report.unusable) - shown} more")
+
+
+def print_vg_report(report: VgReport, shown: int = 5) -> None:
+    for s in report.splits:
+        console.print(f"{s.split:>6}: {s.images} images, {s.regions} regions ({s.empty} images "
+                      f"without regions) -> {s.path}", markup=False, highlight=False)
+    console.print(f"{report.classes} classes (background included) of {report.names} "
+                  f"distinct names; {report.objects} objects read, {report.clipped} boxes "
+                  "clipped to their image")
+    console.print(f"split {'written to' if report.split_written else 'read from'} "
+                  f"{report.split_file}", markup=False, highlight=False)
+    skipped = [f"{report.skipped[r]} {r}" for r in VG_REASONS if report.skipped[r]]
+    if skipped:
+        console.print(f"[yellow]skipped objects:[/] {', '.join(skipped)}")
+    if report.unknown_split_ids:
+        console.print(f"[yellow]{report.unknown_split_ids} image id(s) of the split file are "
+                      "not in image_data.json[/]")
+    print_missing(report.missing, shown)
+
+
+def print_missing(missing: list[str], shown: int) -> None:
+    """The image files not found, the first ``shown`` of them by name."""
+    if missing:
+        console.print(f"[yellow]skipped {len(missing)} image(s): missing image file[/]")
+    for path in missing[:shown]:
+        console.print(f"  missing: {path}", markup=False, highlight=False)
+    if len(missing) > shown:
+        console.print(f"  ... and {len(missing) - shown} more missing image files")

@@ -25,6 +25,7 @@ import typer
 from ivr_cli.display import err as console
 from ivr_cli.options import ConfigFiles, SetItems, resolve
 from ivr_core.config import GraphConfig
+from ivr_core.config import DATASETS
 from ivr_core.data.dataset import PreparedSplit, load_prepared
 from ivr_core.errors import IvrError
 from ivr_core.graph.knowledge import EDGE_TYPES, build_graph, write_graph
@@ -49,7 +50,7 @@ def mine(split: PreparedSplit, settings: GraphConfig | None = None) -> Path:
 def prepare_graph(
     data: Annotated[Path, typer.Option(help="Folder with the prepared split files.")],
     split: Annotated[str, typer.Option(help="Split to mine (the training split).")] = "train",
-    dataset: Annotated[str, typer.Option(help="ade or coco (data.dataset).")] = "ade",
+    dataset: Annotated[str, typer.Option(help="ade, coco or vg (data.dataset).")] = "ade",
     min_count: Annotated[int, typer.Option(help="ADE: the split's class threshold.")] = 5,
     min_part_count: Annotated[Optional[int], typer.Option(
         help="(part, whole) class pairs seen less often become no part_of edge "
@@ -64,8 +65,8 @@ def prepare_graph(
 
     Example: ivr prepare-graph --data data/ADE --word-vectors glove.6B.300d.txt
     """
-    if dataset not in ("ade", "coco") or (min_part_count is not None and min_part_count < 1):
-        raise IvrError("--dataset must be ade or coco and --min-part-count >= 1")
+    if dataset not in DATASETS or (min_part_count is not None and min_part_count < 1):
+        raise IvrError(f"--dataset must be {', '.join(DATASETS)} and --min-part-count >= 1")
     cfg = resolve(config, set_, graph__min_part_count=min_part_count,
                   graph__word_vectors=str(word_vectors) if word_vectors else None)
     mine(load_prepared(data, split, min_count, dataset=dataset), cfg.graph)

@@ -21,11 +21,12 @@ from ivr_core.utils import tomltext
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 MODEL_TYPES = ("baseline", "memory", "global", "full")
 MAX_PIXELS_LIMIT = 2**30  # OpenCV's own ceiling on decoded pixels (CV_IO_MAX_IMAGE_PIXELS)
+DATASETS = ("ade", "coco", "vg")  # the prepared-file families (data.dataset)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "ade"  # ade (also the synthetic data): ade_<split>_<min_count>.json | coco: coco_<split>.json
+    dataset: str = "ade"  # ade (also the synthetic data) | coco | vg: names the prepared files
     dir: str = "data/ADE"  # folder with the prepared split files
     root: str = ""  # dataset root holding the images; "" = the root recorded by prepare-data
     train_split: str = "train"
@@ -105,6 +106,7 @@ class RuntimeConfig:
     channels_last: bool = False  # NHWC memory layout for the model and images
     keep_freed_memory: bool = True  # CPU: malloc keeps freed memory (fewer page faults)
     deterministic: bool = False  # deterministic kernels: bitwise-repeatable runs, a bit slower
+    compile: bool = False  # torch.compile the convolutional parts (backbone, memory convs)
 
 
 @dataclass
@@ -236,7 +238,7 @@ def validate(cfg: Config) -> Config:
 
     d, m, mem, t, r, g = cfg.data, cfg.model, cfg.memory, cfg.train, cfg.runtime, cfg.graph
     _check_magnitudes(cfg)
-    choice("data.dataset", d.dataset, ("ade", "coco"))
+    choice("data.dataset", d.dataset, DATASETS)
     choice("model.type", m.type, MODEL_TYPES)
     choice("model.backbone", m.backbone, BACKBONES)
     choice("model.norm", m.norm, ("frozen_bn", "bn"))

@@ -47,8 +47,11 @@ class PreparedSplit:
 
 def prepared_name(split: str, min_count: int, dataset: str = "ade") -> str:
     """File name of a prepared split: ``ade_<split>_<min_count>.json`` (ADE20K and the
-    synthetic dataset, classes filtered by count) or ``coco_<split>.json`` (all categories)."""
-    return f"coco_{split}.json" if dataset == "coco" else f"ade_{split}_{min_count}.json"
+    synthetic dataset, classes filtered by count), ``coco_<split>.json`` (all categories) or
+    ``vg_<split>.json`` (Visual Genome, the most frequent names)."""
+    if dataset in ("coco", "vg"):
+        return f"{dataset}_{split}.json"
+    return f"ade_{split}_{min_count}.json"
 
 
 def load_prepared(data_dir: str | os.PathLike, split: str, min_count: int,

@@ -7,9 +7,12 @@ import ctypes
 import os
 
 import torch
+from torch import nn
 
 from ivr_core.config import RuntimeConfig
 from ivr_core.errors import IvrError
+from ivr_core.models.backbone import ResNetC4
+from ivr_core.models.memory import Context, GatedUpdate
 from ivr_core.ops import set_backend
 
 
@@ -68,3 +71,29 @@ def setup(cfg: RuntimeConfig) -> torch.device:
     if device.type == "cpu" and cfg.keep_freed_memory:
         keep_freed_memory()
     return device
+
+
+def dense_parts(model: nn.Module) -> list[nn.Module]:
+    """The convolutional parts of ``model`` that carry most of its FLOPs and no region op:
+    the backbone's head (over the image) and tail (over the region crops), and the memory's
+    context convolutions and gated update. The region ops, the per-iteration Python loop
+    and the FC layer on the memory crops (whose backward writes ``weight.grad`` in place,
+    see :mod:`ivr_core.models.accumulating_linear`) stay eager."""
+    parts = []
+    for module in model.modules():
+        if isinstance(module, ResNetC4):
+            parts += [module.head, module.tail]
+        elif isinstance(module, (Context, GatedUpdate)):
+            parts.append(module)
+    return parts
+
+
+def compile_dense_parts(model: nn.Module, cfg: RuntimeConfig) -> nn.Module:
+    """With ``runtime.compile``, wrap each of :func:`dense_parts` in ``torch.compile`` in
+    place (``nn.Module.compile``: parameter names and checkpoints are unchanged). The first
+    call at each new input shape compiles (tens of seconds on a CPU); shapes that vary
+    between images are made dynamic after the second one. Returns ``model``."""
+    if cfg.compile:
+        for part in dense_parts(model):
+            part.compile()
+    return model

@@ -31,7 +31,7 @@ from ivr_core.engine import distributed
 from ivr_core.engine.logger import MetricsLog
 from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
 from ivr_core.engine.runlock import RunLock
-from ivr_core.engine.runtime import autocast, grad_scaler, setup
+from ivr_core.engine.runtime import autocast, compile_dense_parts, grad_scaler, setup
 from ivr_core.envinfo import collect as collect_env
 from ivr_core.graph.knowledge import load_graph
 from ivr_core.errors import IvrError
@@ -187,6 +187,7 @@ def _train(cfg: Config, run_dir: str | Path, resume: bool, show_progress: bool,
     model = model.to(device)
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    compile_dense_parts(model, cfg.runtime)
     optimizer = make_optimizer(model, t)
     scaler = grad_scaler(cfg.runtime, device)
     start = 0

@@ -13,7 +13,7 @@ from ivr_core.config import Config
 from ivr_core.data.dataset import PreparedSplit, RegionDataset, load_prepared
 from ivr_core.engine import distributed
 from ivr_core.engine.checkpoint import load_checkpoint
-from ivr_core.engine.runtime import setup
+from ivr_core.engine.runtime import compile_dense_parts, setup
 from ivr_core.engine.trainer import check_compatible
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.metrics import HEADLINE_KEYS, evaluate
@@ -233,7 +233,7 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
     split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root,
                           cfg.data.dataset)
     check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
-    model = model_from_state(cfg, state).to(device)
+    model = compile_dense_parts(model_from_state(cfg, state).to(device), cfg.runtime)
     dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False,
                            max_pixels=cfg.data.max_pixels)
     pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world,

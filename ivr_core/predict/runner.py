@@ -3,7 +3,8 @@
 Writes ``predictions.jsonl`` (one line per image: path, size, and per box the box, the
 top-5 classes with probabilities, the class at each iteration and the final class) and,
 optionally, annotated copies of the images. Unreadable images, images without boxes and
-boxes outside the image or degenerate are skipped and listed in the summary.
+boxes outside the image or degenerate are skipped and listed in the summary. The model runs
+through :class:`ivr_core.api.Model`, the same code path as the Python API.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -21,12 +23,14 @@ from ivr_core.config import Config
 from ivr_core.data.coco import MAX_COORDINATE, is_coordinate, shown
 from ivr_core.data.dataset import to_model_input
 from ivr_core.errors import IvrError
-from ivr_core.models import model_from_state
 from ivr_core.predict.box_sources import BoxError, BoxSource
 from ivr_core.utils.files import UnreadableFile
 from ivr_core.utils.images import read_image
 from ivr_core.utils.io import atomic_open, staged_outputs
 from ivr_core.utils.progress import progress_bar
+
+if TYPE_CHECKING:  # the API runs the model; this module finds images and writes results
+    from ivr_core.api import Model, Prediction
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -125,36 +129,33 @@ class _Images(Dataset):
                        "truth": truth, "problems": problems}
 
 
-def _record(item: dict, probs: torch.Tensor, per_iter: list[torch.Tensor],
-            classes: list[str]) -> dict:
-    top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
+def _record(item: dict, pred: Prediction) -> dict:
     regions = []
-    for k, box in enumerate(item["boxes"].tolist()):
+    for k, (box, region) in enumerate(zip(item["boxes"].tolist(), pred)):
+        top = np.argsort(-region.probs, kind="stable")[:5]
         regions.append({
             "box": box,
-            "top5": [{"class": classes[c], "prob": round(float(p), 6)}
-                     for p, c in zip(top_p[k].tolist(), top_i[k].tolist())],
-            "class": classes[int(top_i[k, 0])],
-            "prob": round(float(top_p[k, 0]), 6),
-            "iterations": [classes[int(x[k].argmax())] for x in per_iter]})
+            "top5": [{"class": pred.classes[c], "prob": round(float(region.probs[c]), 6)}
+                     for c in top],
+            "class": region.label,
+            "prob": round(region.score, 6),
+            "iterations": region.iterations})
         if item["truth"] is not None:
-            regions[-1]["true_class"] = classes[item["truth"][k]]
+            regions[-1]["true_class"] = pred.classes[item["truth"][k]]
     return {"image": item["rel"], "width": item["width"], "height": item["height"],
             "regions": regions}
 
 
-@torch.no_grad()
-def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: torch.device,
-            out: Path, workers: int = 2, draw: bool = False, iterations: bool = False,
+def predict(images: Path, source: BoxSource, model: Model, out: Path, workers: int = 2,
+            draw: bool = False, iterations: bool = False,
             show_progress: bool = True) -> PredictReport:
-    """Label every image's boxes; writes ``out/predictions.jsonl`` and, with ``draw``,
-    ``out/drawn/<relative path>`` (``iterations``: one panel per iteration), both at the
-    end and together (an interruption leaves the earlier outputs; ``drawn/`` is replaced
-    as a whole). When no image can be labelled nothing is written (``report.images`` is 0)."""
+    """Label every image's boxes with ``model`` (:class:`ivr_core.api.Model`); writes
+    ``out/predictions.jsonl`` and, with ``draw``, ``out/drawn/<relative path>``
+    (``iterations``: one panel per iteration), both at the end and together (an
+    interruption leaves the earlier outputs; ``drawn/`` is replaced as a whole). When no
+    image can be labelled nothing is written (``report.images`` is 0)."""
     root, files = list_images(images)
-    classes = state["classes"]
-    model = model_from_state(cfg, state).to(device).eval()
-    loader = DataLoader(_Images(root, files, source, cfg), batch_size=None,
+    loader = DataLoader(_Images(root, files, source, model.config), batch_size=None,
                         num_workers=workers, collate_fn=lambda x: x)
     report = PredictReport(out=out / "predictions.jsonl")
     created = not out.exists()
@@ -167,11 +168,8 @@ def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: t
                     report.skipped.append((item["rel"], item["error"]))
                     continue
                 report.notes += [(item["rel"], n) for n in item["notes"]]
-                boxes = item["boxes"] * item["factor"]
-                outputs = model(item["image"].to(device)[None], boxes.to(device))
-                probs = torch.softmax(outputs["final"].float(), 1).cpu()
-                per_iter = [x.float().cpu() for x in outputs["iterations"]]
-                record = _record(item, probs, per_iter, classes)
+                pred = model.run(item["image"], item["boxes"], item["factor"])
+                record = _record(item, pred)
                 f.write(json.dumps(record) + "\n")
                 report.images += 1
                 report.regions += len(record["regions"])
@@ -180,8 +178,8 @@ def predict(images: Path, source: BoxSource, state: dict, cfg: Config, device: t
                     report.correct += sum(r["class"] == r["true_class"] for r in record["regions"])
                 if draw:
                     try:
-                        _draw(item, record, staging, probs, per_iter if iterations else None,
-                              classes, cfg.data.max_pixels)
+                        _draw(item, record, staging, pred, iterations,
+                              model.config.data.max_pixels)
                     except UnreadableFile as e:  # changed since it was labelled
                         report.notes.append((item["rel"], f"not drawn: {e.reason}"))
             if not report.images:
@@ -197,19 +195,19 @@ class _NothingLabelled(Exception):
     """Every image was skipped: the output file is not written."""
 
 
-def _draw(item: dict, record: dict, out: Path, probs: torch.Tensor,
-          per_iter: list[torch.Tensor] | None, classes: list[str], max_pixels: int) -> None:
-    """``out/drawn/<relative path>``: the boxes with their labels, or (``per_iter``) one
+def _draw(item: dict, record: dict, out: Path, pred: Prediction, iterations: bool,
+          max_pixels: int) -> None:
+    """``out/drawn/<relative path>``: the boxes with their labels, or (``iterations``) one
     panel per iteration as PNG."""
     from ivr_core.visualization import draw_boxes, plot_iterations, write_image
 
     image = read_image(item["path"], max_pixels).bgr
     target = out / "drawn" / item["rel"]
     boxes = [r["box"] for r in record["regions"]]
-    if per_iter is not None:
-        plot_iterations(target.with_suffix(".png"), image, boxes,
-                        [torch.softmax(x, 1).numpy() for x in per_iter], probs.numpy(), classes)
+    if iterations:
+        plot_iterations(target.with_suffix(".png"), image, boxes, list(pred.iteration_probs),
+                        pred.probs, pred.classes)
         return
     picture = draw_boxes(image, boxes, [f"{r['class']} {r['prob']:.2f}" for r in record["regions"]],
-                         [classes.index(r["class"]) for r in record["regions"]])
+                         [pred.classes.index(r["class"]) for r in record["regions"]])
     write_image(target, picture)

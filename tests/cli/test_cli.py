@@ -10,7 +10,7 @@ from ivr_cli.main import app
 from ivr_core.ops import OpsBackendWarning, backend
 
 runner = CliRunner()
-COMMANDS = ["prepare-data", "train", "test", "demo"]
+COMMANDS = ["prepare-data", "train", "test", "demo", "export"]
 
 
 def run(*args):

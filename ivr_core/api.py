@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -42,6 +41,8 @@ from ivr_core.errors import IvrError
 from ivr_core.export import is_exported, read_exported
 from ivr_core.models import model_from_state
 from ivr_core.predict.runner import check_boxes
+from ivr_core.utils.files import MissingFile, UnreadableFile
+from ivr_core.utils.images import read_image
 
 __all__ = ["load", "read_state", "Model", "Prediction", "BoxPrediction"]
 
@@ -192,7 +193,7 @@ class Model:
                 boxes: Sequence[Sequence[float]] | np.ndarray) -> Prediction:
         """Label ``boxes`` (N, 4: x1 y1 x2 y2, inclusive pixels) of ``image`` (a path, an
         RGB uint8 (H, W, 3) array or a PIL image)."""
-        bgr = _to_bgr(image)
+        bgr = _to_bgr(image, self.config.data.max_pixels)
         height, width = bgr.shape[:2]
         checked = _checked_boxes(boxes, width, height)
         tensor, factor = to_model_input(bgr, self.config.data.scale, self.config.data.max_size)
@@ -223,21 +224,16 @@ class Model:
         return Prediction.from_outputs(outputs, boxes.numpy(), self.classes)
 
 
-def _to_bgr(image: Any) -> np.ndarray:
-    """A path, an RGB uint8 (H, W, 3) array or a PIL image -> OpenCV's BGR uint8 array."""
+def _to_bgr(image: Any, max_pixels: int) -> np.ndarray:
+    """A path, an RGB uint8 (H, W, 3) array or a PIL image -> OpenCV's BGR uint8 array; a
+    path is read as ``ivr predict`` reads it (checked header, pixels as stored)."""
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise IvrError(f"image not found: {path}")
         try:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        except cv2.error as e:  # OpenCV 5 raises on headers it refuses
-            raise IvrError(f"cannot read image {path} ({' '.join(str(e).split())[:160]})") \
-                from None
-        if bgr is None:
-            raise IvrError(f"cannot read image {path}: not an image OpenCV can decode, or "
-                           "corrupt")
-        return bgr
+            return read_image(image, max_pixels).bgr
+        except MissingFile:
+            raise IvrError(f"image not found: {image}") from None
+        except UnreadableFile as e:
+            raise IvrError(f"cannot read image {e.path}: {e.reason}") from None
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         image = np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +87,17 @@ def load_tensors(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise IvrError(_refusal(path, e)) from None
-    except Exception as e:  # whatever a damaged file makes the reader raise: zero bytes
-        # (EOFError, IndexError), flipped bits (UnicodeDecodeError, TypeError), ...
+    except _DAMAGED as e:
         raise IvrError(f"{what} {path} is corrupt or truncated ({type(e).__name__}: "
                        f"{_first_line(e)})") from None
     return state
+
+
+# what torch's reader raises on a damaged file: zero bytes (EOFError, IndexError), a cut zip
+# (RuntimeError, BadZipFile), flipped bits (UnicodeDecodeError, TypeError, KeyError,
+# struct.error, OverflowError); other exceptions are bugs and propagate
+_DAMAGED = (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, IndexError,
+            TypeError, KeyError, AttributeError, struct.error, OverflowError, MemoryError)
 
 
 def _first_line(error: Exception) -> str:

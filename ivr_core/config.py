@@ -62,7 +62,8 @@ class MemoryConfig:
     beta: float = 0.5  # hard-example weighting threshold
     iter_loss_weight: float = 1.0
     final_loss_weight: float = 1.0
-    attention_prior_weight: float = 1.0  # KL(uniform || attention) weight; 0 = the authors' (final loss only)
+    attention_prior_weight: float = 0.0  # KL(uniform || attention) weight; 0 = the authors' (final loss only)
+    attention_temperature: float = 16.0  # softmax(confidence / T) when testing; 1 = the authors'
     norm: str = "none"  # none | group: group norm inside the memory convs
     norm_groups: int = 32
     write_init: str = "authors"  # memory write layers: authors (N(0, 0.01)) | he (variance scaling)
@@ -265,7 +266,8 @@ def validate(cfg: Config) -> Config:
                        ("train.images_per_step", t.images_per_step),
                        ("train.lr_gamma", t.lr_gamma),  # negative: the lr changes sign
                        ("graph.hidden", g.hidden), ("graph.class_dim", g.class_dim),
-                       ("graph.delta", g.delta)]:
+                       ("graph.delta", g.delta),
+                       ("memory.attention_temperature", mem.attention_temperature)]:
         positive(key, value)
     for key, value in [("data.min_count", d.min_count), ("data.workers", d.workers),
                        ("train.weight_decay", t.weight_decay), ("train.momentum", t.momentum),

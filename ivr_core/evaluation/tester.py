@@ -115,8 +115,10 @@ def candidates(pred: dict) -> dict[str, np.ndarray]:
 
 def compare_candidates(pred: dict, cands: dict[str, np.ndarray],
                        classes: list[int] | None = None) -> dict:
-    """Each candidate's headline metrics, the best single candidate per metric, and the
-    oracle: for each region the candidate giving its true class the highest probability."""
+    """Each candidate's headline metrics, the best single candidate per metric, the oracle
+    (for each region the candidate giving its true class the highest probability) and the
+    uniform attention's answer (the control: every candidate weighed alike, the softmax of
+    the mean log-probability, which the attended logits become at equal weights)."""
     gt = pred["gt"]
     per = {name: _headline(evaluate(p, gt, classes=classes)) for name, p in cands.items()}
     rows = np.arange(len(gt))
@@ -128,8 +130,12 @@ def compare_candidates(pred: dict, cands: dict[str, np.ndarray],
     for key in HEADLINE_KEYS:
         name = max(per, key=lambda n: per[n][key])
         best[key] = {"candidate": name, "value": per[name][key]}
+    log_p = np.mean([np.log(np.maximum(p, 1e-30)) for p in cands.values()], axis=0)
+    uniform = np.exp(log_p - log_p.max(1, keepdims=True))
+    uniform /= uniform.sum(1, keepdims=True)
     return {"candidates": per, "best_candidate": best,
-            "oracle": _headline(evaluate(oracle, gt, classes=classes))}
+            "oracle": _headline(evaluate(oracle, gt, classes=classes)),
+            "uniform_attention": _headline(evaluate(uniform, gt, classes=classes))}
 
 
 def summarize(pred: dict[str, np.ndarray], split: PreparedSplit) -> dict:

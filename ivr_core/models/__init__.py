@@ -32,7 +32,8 @@ def build_model(cfg: Config, num_classes: int, pretrained: bool = True, graph=No
     losses = dict(iterations=mem.iterations, beta=mem.beta,
                   iter_loss_weight=mem.iter_loss_weight,
                   final_loss_weight=mem.final_loss_weight,
-                  attention_prior_weight=mem.attention_prior_weight)
+                  attention_prior_weight=mem.attention_prior_weight,
+                  attention_temperature=mem.attention_temperature)
     memory = dict(channels=mem.channels, init_size=mem.init_size, fc_dim=mem.fc_dim,
                   context_layers=mem.context_layers, input_convs=mem.input_convs,
                   gate_kernel=mem.gate_kernel, norm=mem.norm, norm_groups=mem.norm_groups,

@@ -26,10 +26,12 @@ def _probs(logits: torch.Tensor) -> torch.Tensor:
 class GlobalModel(nn.Module):
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, iterations: int = 3,
                  delta: float = 50.0, beta: float = 0.5, iter_loss_weight: float = 1.0,
-                 final_loss_weight: float = 1.0, attention_prior_weight: float = 1.0):
+                 final_loss_weight: float = 1.0, attention_prior_weight: float = 0.0,
+                 attention_temperature: float = 1.0):
         super().__init__()
         self.base, self.global_ = base, reasoning
         self.iterations, self.delta, self.beta = iterations, delta, beta
+        self.attention_temperature = attention_temperature  # when evaluating
         self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
                                  prior_weight=attention_prior_weight)
         self.base_confidence = normal_init(nn.Linear(base.backbone.out_channels, 1, bias=False))
@@ -46,11 +48,13 @@ class GlobalModel(nn.Module):
             g, c, memory = self.global_(memory, _probs(logits[-1]), adj, keep)
             logits.append(g)
             confidences.append(c)
-        return {**attend(logits, confidences), "iterations": logits,
+        return {**attend(logits, confidences, self.temperature()), "iterations": logits,
                 "modules": {"global": logits}}
 
     def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
         return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)
+
+    temperature = SpatialMemoryModel.temperature
 
 
 class FullModel(SpatialMemoryModel):
@@ -83,5 +87,6 @@ class FullModel(SpatialMemoryModel):
             global_.append(g)
             global_conf.append(c)
         modules = {"local": local, "global": global_}
-        return {**attend(candidate_logits(modules), local_conf + global_conf),
+        return {**attend(candidate_logits(modules), local_conf + global_conf,
+                         self.temperature()),
                 "iterations": local, "memories": memories, "modules": modules}

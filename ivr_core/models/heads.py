@@ -45,12 +45,15 @@ def candidate_logits(modules: dict[str, list[torch.Tensor]]) -> list[torch.Tenso
     return [x for j, chain in enumerate(modules.values()) for x in chain[0 if j == 0 else 1:]]
 
 
-def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Softmax over the candidates' confidences per region: ``final`` (K, C), the
-    attention-weighted sum of the detached logits (only the confidences learn from the
-    final loss); ``attention`` (K, N); ``confidence`` (K, N), the scores before the softmax."""
+def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor],
+           temperature: float = 1.0) -> dict[str, torch.Tensor]:
+    """Softmax over the candidates' confidences / ``temperature`` per region: ``final``
+    (K, C), the attention-weighted sum of the detached logits (only the confidences learn
+    from the final loss); ``attention`` (K, N); ``confidence`` (K, N), the scores before the
+    softmax. The models pass their ``memory.attention_temperature`` when evaluating and 1
+    when training (docs/design.md, "Attention")."""
     confidence = torch.stack(confidences, dim=1)
-    attention = torch.softmax(confidence.float(), dim=1).to(confidence.dtype)
+    attention = torch.softmax(confidence.float() / temperature, dim=1).to(confidence.dtype)
     final = (attention[:, :, None] * torch.stack(logits, 1).detach()).sum(1)
     return {"final": final, "attention": attention, "confidence": confidence}
 

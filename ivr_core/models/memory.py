@@ -105,13 +105,14 @@ class SpatialMemoryModel(nn.Module):
                  iterations: int = 3, fc_dim: int = 4096, context_layers: int = 3,
                  input_convs: int = 2, gate_kernel: int = 3, beta: float = 0.5,
                  iter_loss_weight: float = 1.0, final_loss_weight: float = 1.0,
-                 attention_prior_weight: float = 1.0,
+                 attention_prior_weight: float = 0.0, attention_temperature: float = 1.0,
                  norm: str = "none", norm_groups: int = 32, write_init: str = "authors"):
         super().__init__()
         if write_init not in WRITE_INITS:
             raise ValueError(f"write_init must be one of {WRITE_INITS}, got {write_init!r}")
         self.base = base
         self.iterations, self.beta = iterations, beta
+        self.attention_temperature = attention_temperature  # when evaluating
         self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
                                  prior_weight=attention_prior_weight)
         s, c, num_classes = base.crop_size, channels, base.num_classes
@@ -192,8 +193,12 @@ class SpatialMemoryModel(nn.Module):
             confidences.append(confidence)
             if i + 1 < self.iterations:
                 self.write(st, logits[-1])
-        return {**attend(logits, confidences), "iterations": logits, "memories": memories,
+        return {**attend(logits, confidences, self.temperature()), "iterations": logits, "memories": memories,
                 "modules": {"local": logits}}
+
+    def temperature(self) -> float:
+        """The attention's softmax temperature: 1 while training, the configured one else."""
+        return 1.0 if self.training else self.attention_temperature
 
     def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
         return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)

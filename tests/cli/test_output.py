@@ -11,7 +11,7 @@ from conftest import TINY
 from ivr_core.utils.progress import progress_bar
 
 PROGRESS = re.compile(r"^train memory (\d+)/6 \(\d+%\) loss \d+\.\d{3} \(base [\d.]+ iter [\d.]+ "
-                      r"final [\d.]+ prior [\d.]+\) lr \S+ \d+\.\d\ds/it, elapsed \d+:\d\d:\d\d, "
+                      r"final [\d.]+\) lr \S+ \d+\.\d\ds/it, elapsed \d+:\d\d:\d\d, "
                       r"eta \d+:\d\d:\d\d$")
 
 

@@ -19,7 +19,7 @@ def test_train_writes_checkpoints_log_and_config(tiny_cfg, tmp_path):
     assert [i for i, _ in ckpt.list_checkpoints(tmp_path / "run")] == [2, 4]
     log = read_log(tmp_path / "run")
     assert [r["iter"] for r in log] == [1, 2, 3, 4]
-    assert set(log[0]["losses"]) == {"base", "iter", "final", "prior"}
+    assert set(log[0]["losses"]) == {"base", "iter", "final"}
     # the attention's mean weight per candidate, a distribution over the three iterations
     assert list(log[0]["attention"]) == ["local 0", "local 1", "local 2"]
     assert sum(log[0]["attention"].values()) == pytest.approx(1.0)

@@ -127,3 +127,19 @@ def test_memory_count_is_exact_under_bf16_autocast(ops):
         assert st["memory"].dtype == torch.float32
     finally:
         set_backend("auto")
+
+
+def test_the_attention_temperature_applies_when_evaluating_only():
+    torch.manual_seed(0)
+    model = _memory_model(iterations=3, attention_temperature=1e6)
+    image, boxes = torch.randn(1, 3, 96, 96), torch.tensor([[5.0, 5, 40, 50], [30, 20, 90, 70]])
+    with torch.no_grad():
+        model.confidence.weight.mul_(1000)  # confidences far apart
+        trained = model.train()(image, boxes)
+        tested = model.eval()(image, boxes)
+    assert torch.allclose(trained["attention"], torch.softmax(trained["confidence"], 1))
+    assert trained["attention"].max() > 0.9
+    assert torch.allclose(tested["attention"], torch.full_like(tested["attention"], 1 / 3),
+                          atol=1e-3)  # a very high temperature: the uniform control
+    mean_logits = torch.stack(tested["iterations"]).mean(0)
+    assert torch.allclose(tested["final"], mean_logits, atol=1e-3)

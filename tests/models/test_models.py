@@ -65,8 +65,8 @@ def test_memory_shapes_backward_and_attention(iterations):
     expected = sum(out["attention"][:, i:i + 1] * out["iterations"][i] for i in range(iterations))
     assert torch.allclose(out["final"], expected, atol=1e-6)
     parts = model.losses(out, classes)
-    assert set(parts) == ({"base", "final", "prior"} if iterations == 1
-                          else {"base", "iter", "final", "prior"})
+    assert set(parts) == ({"base", "final"} if iterations == 1
+                          else {"base", "iter", "final"})  # the authors' losses by default
     sum(parts.values()).backward()
     assert model.confidence.weight.grad is not None
     if iterations > 1:

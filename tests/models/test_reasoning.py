@@ -50,7 +50,7 @@ def test_shapes_backward_and_attention(kind, candidates, tmp_path):
     for chain in out["modules"].values():  # every chain starts from the baseline head
         assert torch.equal(chain[0], out["modules"][next(iter(out["modules"]))][0])
     parts = model.losses(out, classes)
-    assert set(parts) == {"base", "iter", "final", "prior"}
+    assert set(parts) == {"base", "iter", "final"}  # the authors' losses by default
     sum(parts.values()).backward()
     g = model.global_
     assert g.class_nodes.grad is not None and g.kg.weight.grad.abs().sum() > 0

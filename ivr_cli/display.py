@@ -35,6 +35,8 @@ def results_table(results: dict[str, dict], title: str) -> Table:
             rows.append(("best single candidate",
                          {k: v["value"] for k, v in res["best_candidate"].items()}))
             rows.append(("oracle (best candidate per region)", res["oracle"]))
+            if "uniform_attention" in res:
+                rows.append(("uniform attention (control)", res["uniform_attention"]))
         if "context" in res:
             rows.append(("context classes, final", res["context"]))
             if len(res["context"].get("iterations", [])) > 1:

@@ -161,6 +161,7 @@ _RESULT_FIELDS = {
     "best_candidate": (lambda v: _is_object(v) and all(_is_object(c) for c in v.values()),
                        "an object of objects"),
     "oracle": (_is_object, "an object"),
+    "uniform_attention": (_is_object, "an object"),
     "attention_mean": (_is_object, "an object"),
     "classes": (lambda v: isinstance(v, list) and all(_is_scalar(c) for c in v), "a list"),
     **{key: (_is_scalar, "a number or a text") for key in (

@@ -213,6 +213,8 @@ def _eval_rows(res: dict) -> list[tuple[str, dict, str]]:
                      "best"))
     if isinstance(res.get("oracle"), dict):
         rows.append(("oracle (best candidate per region)", res["oracle"], "oracle"))
+    if isinstance(res.get("uniform_attention"), dict):
+        rows.append(("uniform attention (control)", res["uniform_attention"], "uniform"))
     return rows
 
 
@@ -227,6 +229,8 @@ def _reference(res: dict | None, key: str) -> tuple[dict | None, str]:
             return iterations[i], key
     if key == "oracle" and isinstance(res.get("oracle"), dict):
         return res["oracle"], key
+    if key == "uniform" and isinstance(res.get("uniform_attention"), dict):
+        return res["uniform_attention"], key
     return res, "final"
 
 

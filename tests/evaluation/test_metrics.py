@@ -429,4 +429,7 @@ def test_best_candidate_and_oracle_by_hand():
     assert out["candidates"]["local 0"]["inst_ac"] == 0.5
     assert out["best_candidate"]["inst_ac"]["value"] == 0.5
     assert out["oracle"]["inst_ac"] == 1.0 and out["oracle"]["cls_ap"] == 1.0
+    # uniform weights: softmax of the mean log-probability; region 0: log .9 + log .2 for
+    # class 1 against log .1 + log .8 for class 2, so class 1 (.18 > .08); all four right
+    assert out["uniform_attention"]["inst_ac"] == 1.0
     assert candidates({**pred, "iterations": a[None]}) == {}  # one prediction: no candidates

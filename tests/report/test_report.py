@@ -273,6 +273,7 @@ def test_attention_and_candidates_are_shown(runs, tmp_path):
     res["best_candidate"] = {k: {"candidate": "local 2", "value": 0.777}
                              for k in ("inst_ap", "inst_ac", "cls_ap", "cls_ac")}
     res["oracle"] = metrics(0.888, {})
+    res["uniform_attention"] = metrics(0.666, {})
     (memory / "results.json").write_text(json.dumps(res))
     page = write_report(runs, tmp_path / "report.html").read_text()
     text = text_of(page)
@@ -280,3 +281,4 @@ def test_attention_and_candidates_are_shown(runs, tmp_path):
     row = text.split("best single candidate")[1].split("oracle")[0]
     assert "0.777" in row
     assert "0.888" in text.split("oracle (best candidate per region)")[1][:80]
+    assert "0.666" in text.split("uniform attention (control)")[1][:80]

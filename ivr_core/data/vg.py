@@ -24,12 +24,14 @@ one image's entry at a time; the objects are kept in compact arrays (about 30 by
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import re
 from array import array
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -41,6 +43,7 @@ from ivr_core.data.coco import to_box
 from ivr_core.data.dataset import prepared_name
 from ivr_core.data.prepare import SplitSummary, portable_root
 from ivr_core.errors import IvrError
+from ivr_core.utils.files import UnreadableFile, open_checked
 from ivr_core.utils.io import atomic_open, write_json
 from ivr_core.utils.progress import progress_bar
 
@@ -74,6 +77,18 @@ class VgReport:
 
 # --- streaming JSON ------------------------------------------------------------------------
 
+@contextmanager
+def _checked_text(path: Path) -> Iterator[io.TextIOWrapper]:
+    """``path`` opened as UTF-8 text through ivr's checked reader (a regular file), or an
+    IvrError naming it."""
+    try:
+        with open_checked(path, what="Visual Genome file") as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8-sig") as text:
+            yield text
+    except UnreadableFile as e:
+        raise IvrError(f"cannot read {e.path}: {e.reason}") from None
+
+
 def iter_json_array(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[Any]:
     """The elements of the JSON array that file ``path`` holds, one at a time.
 
@@ -82,7 +97,7 @@ def iter_json_array(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[A
     error is an IvrError with its character offset."""
     path = Path(path)
     decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8-sig") as f:
+    with _checked_text(path) as f:
         window = _Window(f, chunk, path)
         if window.skip_space() != "[":
             raise window.error("expected a JSON array ('[')")

@@ -25,6 +25,7 @@ edges at all, or the same edges between randomly relabelled classes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections import Counter
@@ -36,6 +37,7 @@ import torch
 
 from ivr_core.data.dataset import PreparedSplit
 from ivr_core.errors import IvrError
+from ivr_core.utils.files import UnreadableFile, open_checked
 from ivr_core.utils.io import write_text
 
 EDGE_TYPES = ("part_of", "has_part", "kind_of", "has_kind", "plural_of", "singular_of",
@@ -176,11 +178,14 @@ def _read_vectors(path: Path, wanted: set[str]) -> dict[str, np.ndarray]:
     """The vectors of the ``wanted`` words in a GloVe-style text file."""
     words: dict[str, np.ndarray] = {}
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_checked(path, what="word vectors file") as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
             for line in f:
                 word, _, rest = line.rstrip().partition(" ")
                 if word in wanted:
                     words[word] = np.array(rest.split(), dtype=np.float32)
+    except UnreadableFile as e:
+        raise IvrError(f"cannot read word vectors {path}: {e.reason}") from None
     except (OSError, ValueError) as e:
         raise IvrError(f"cannot read word vectors {path}: {e}") from None
     if len({v.shape for v in words.values()}) > 1:

@@ -85,6 +85,41 @@ def test_the_final_loss_alone_collapses_the_attention_and_the_prior_bounds_it():
     assert with_prior[1] > 5 * alone[1]
 
 
+def _toy_batch(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 64x64 image with 4 squares; a square's class (1..3) is its colour channel."""
+    image, boxes, classes = torch.zeros(1, 3, 64, 64), [], []
+    for _ in range(4):
+        x, y = torch.randint(0, 40, (2,), generator=g).tolist()
+        c = int(torch.randint(1, 4, (1,), generator=g))
+        image[0, c - 1, y:y + 20, x:x + 20] = 1.0
+        boxes.append([x, y, x + 19, y + 19])
+        classes.append(c)
+    return image, torch.tensor(boxes, dtype=torch.float32), torch.tensor(classes)
+
+
+def test_the_attention_moves_off_a_useless_first_iteration():
+    torch.manual_seed(0)
+    model = _memory_model(iterations=2)
+    with torch.no_grad():  # iteration 0 (the baseline head): constant logits, confidently wrong
+        model.base.cls.weight.zero_()
+        model.base.cls.bias.copy_(torch.tensor([4.0, 0, 0, 0]))
+    model.base.cls.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    weights = []
+    for _ in range(10):
+        image, boxes, classes = _toy_batch(g)
+        out = model(image, boxes)
+        weights.append(out["attention"][:, 0].mean().item())
+        opt.zero_grad()
+        sum(model.losses(out, classes).values()).backward()
+        opt.step()
+    assert torch.equal(out["iterations"][0], out["iterations"][0][:1].expand_as(out["iterations"][0]))
+    assert weights[0] == pytest.approx(1 / 2, abs=0.05)  # two candidates; starts even
+    assert weights[-1] < 0.15  # and leaves the useless iteration
+
+
 def test_memory_write_layers_start_with_the_authors_init():
     torch.manual_seed(0)
     model = _memory_model(channels=64, fc_dim=32, norm_groups=8)

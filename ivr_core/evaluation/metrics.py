@@ -22,15 +22,18 @@ This module only needs numpy; keep torch out of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate", "format_row", "voc_ap"]
+__all__ = ["evaluate", "voc_ap"]
 
-HEADLINE_KEYS = ("inst_ap", "inst_ac", "cls_ap", "cls_ac")
-FLOAT_KEYS = ("inst_ap", "inst_ac", "cls_ap", "cls_ac", "inst_sc", "cls_sc")
+# the paper's four numbers, in its column order: (key in a result, column title)
+HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
+            ("cls_ac", "cls AC"))
+HEADLINE_KEYS = tuple(key for key, _ in HEADLINE)
+FLOAT_KEYS = HEADLINE_KEYS + ("inst_sc", "cls_sc")
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -227,12 +230,3 @@ def evaluate(
         "num_classes_present": int(present.size),
         "per_class": per_class,
     }
-
-
-def format_row(metrics: Mapping[str, Any]) -> str:
-    """The four headline numbers, three decimals, in the paper's column order.
-
-    Per-instance AP, per-instance AC, per-class AP, per-class AC, e.g.
-    ``"0.654 0.655 0.380 0.314"`` (NaN shows as ``nan``).
-    """
-    return " ".join(f"{float(metrics[key]):.3f}" for key in HEADLINE_KEYS)

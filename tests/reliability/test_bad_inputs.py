@@ -436,7 +436,7 @@ def test_a_file_that_is_no_checkpoint(tmp_path):
 
 def _predict(checkpoint, images, boxes, out, *extra):
     return run("predict", images, "--checkpoint", checkpoint, "--boxes", boxes, "--out", out,
-               "--batch-images", 0, "-q", *extra)
+               "--workers", 0, "-q", *extra)
 
 
 def test_predict_lists_bad_boxes_and_labels_the_rest(checkpoint, tmp_path):

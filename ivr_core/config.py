@@ -5,12 +5,9 @@ The defaults below are the authors' ADE20K setting (docs/design.md, "The model" 
 help text and its constraints. :func:`validate` checks the constraints, and ``ivr.toml`` at
 the repository root is generated from the same declarations (:func:`defaults_toml`;
 ``python -m ivr_core.config > ivr.toml``). Unknown sections or keys, wrong types and
-out-of-range values are :class:`IvrError`\\ s naming the key. A resolved config is frozen:
-derive a changed one with :func:`dataclasses.replace`.
-
-Configs carry a ``version``. A config written under an older version (a checkpoint's, a run
-folder's config.toml) has its renamed keys mapped to today's names by :data:`RENAMED` before
-it is read, so a rename never makes an old checkpoint unloadable.
+out-of-range values are :class:`IvrError`\\ s naming the key. A resolved config is frozen
+(derive a changed one with :func:`dataclasses.replace`) and carries a ``version``, so an old
+checkpoint's config is read under renamed keys' new names (:data:`RENAMED`).
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ DATASETS = ("ade", "coco", "vg")  # the prepared-file families (data.dataset)
 NO_WEIGHTS = "none"  # model.weights: the backbone starts from random weights
 INT_LIMIT = 2**63 - 1  # any integer without its own bound (iterations, seeds): what torch holds
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 1  # bump it with each key rename, and list the rename in RENAMED
 # version -> {"old section.key": "new section.key"}: the renames made by that version. A
 # config of an older version (no ``version`` key: 0) goes through every later entry in turn.
 RENAMED: dict[int, dict[str, str]] = {1: {}}
@@ -180,7 +177,8 @@ class RuntimeConfig:
     device: str = setting("auto", "auto (cuda if available) | cpu | cuda | cuda:N")
     threads: int = setting(0, "torch CPU threads; 0 = torch's default", minimum=0, limit=1024)
     ops: str = setting("auto", "region ops: auto (compiled ivr_ext if built, else pure "
-                       "PyTorch) | compiled | reference", choices=("auto", "compiled", "reference"))
+                       "PyTorch) | compiled | reference",
+                       choices=("auto", "compiled", "reference"))
     amp: str = setting("none", "mixed precision: none | bf16 | fp16 (fp16 with loss scaling); "
                        "mainly for CUDA", choices=("none", "bf16", "fp16"))
     channels_last: bool = setting(False, "NHWC memory layout for the model and images (often "

@@ -133,6 +133,28 @@ def _empty_result() -> dict[str, Any]:
     return result
 
 
+def _per_class(scores: np.ndarray, gt: np.ndarray, keep: np.ndarray, correct: np.ndarray,
+               true_scores: np.ndarray) -> dict[str, dict[str, float | int]]:
+    """``{str(c): {"ap", "ac", "sc", "count"}}`` for every class among the kept regions'
+    ground truth (``keep``, ``correct``, ``true_scores``: (N,) per region)."""
+    num_classes = scores.shape[1]
+    kept_gt = gt[keep]
+    count = np.bincount(kept_gt, minlength=num_classes)
+    n_correct = np.bincount(kept_gt, weights=correct[keep].astype(np.float64),
+                            minlength=num_classes)
+    score_sum = np.bincount(kept_gt, weights=true_scores[keep], minlength=num_classes)
+    per_class: dict[str, dict[str, float | int]] = {}
+    for c in np.flatnonzero(count):
+        positives = gt == c  # over all N regions: every region competes in the ranking
+        per_class[str(int(c))] = {
+            "ap": _ranked_ap(scores[:, c], positives, int(count[c])),
+            "ac": float(n_correct[c] / count[c]),
+            "sc": float(score_sum[c] / count[c]),
+            "count": int(count[c]),
+        }
+    return per_class
+
+
 def evaluate(
     scores: np.ndarray,
     gt_classes: np.ndarray,
@@ -198,23 +220,7 @@ def evaluate(
     inst_sc = float(true_scores[keep].mean())
     inst_ap = _ranked_ap(true_scores[keep], kept_correct, num_regions)
 
-    # Per-class metrics over the kept classes present in the ground truth.
-    kept_gt = gt[keep]
-    count = np.bincount(kept_gt, minlength=num_classes)
-    n_correct = np.bincount(kept_gt, weights=kept_correct.astype(np.float64), minlength=num_classes)
-    score_sum = np.bincount(kept_gt, weights=true_scores[keep], minlength=num_classes)
-    present = np.flatnonzero(count)
-
-    per_class: dict[str, dict[str, float | int]] = {}
-    for c in present:
-        positives = gt == c  # over all N regions: every region competes in the ranking
-        ap = _ranked_ap(scores[:, c], positives, int(count[c]))
-        per_class[str(int(c))] = {
-            "ap": ap,
-            "ac": float(n_correct[c] / count[c]),
-            "sc": float(score_sum[c] / count[c]),
-            "count": int(count[c]),
-        }
+    per_class = _per_class(scores, gt, keep, correct, true_scores)
 
     def class_mean(key: str) -> float:
         return float(np.mean([entry[key] for entry in per_class.values()]))
@@ -227,6 +233,6 @@ def evaluate(
         "inst_sc": inst_sc,
         "cls_sc": class_mean("sc"),
         "num_regions": num_regions,
-        "num_classes_present": int(present.size),
+        "num_classes_present": len(per_class),
         "per_class": per_class,
     }

@@ -5,12 +5,13 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ivr_core.evaluation.metrics import HEADLINE
+from ivr_core.evaluation.rows import result_rows
+
 # results go to stdout, progress and notes to stderr; long paths are never wrapped
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
-            ("cls_ac", "cls AC"))
 
 
 def _fmt(value: float) -> str:
@@ -25,23 +26,10 @@ def results_table(results: dict[str, dict], title: str) -> Table:
     for _, label in HEADLINE:
         table.add_column(label, justify="right")
     for name, res in results.items():
-        rows = [("final", res)]
-        if res.get("modules"):
-            rows += [(f"{name} iter {i}", r) for name, chain in res["modules"].items()
-                     for i, r in enumerate(chain)]
-        elif len(res.get("iterations", [])) > 1:
-            rows += [(f"iter {i}", r) for i, r in enumerate(res["iterations"])]
-        if "best_candidate" in res:
-            rows.append(("best single candidate",
-                         {k: v["value"] for k, v in res["best_candidate"].items()}))
-            rows.append(("oracle (best candidate per region)", res["oracle"]))
-            if "uniform_attention" in res:
-                rows.append(("uniform attention (control)", res["uniform_attention"]))
+        rows = result_rows(res)
         if "context" in res:
-            rows.append(("context classes, final", res["context"]))
-            if len(res["context"].get("iterations", [])) > 1:
-                rows += [(f"context classes, iter {i}", r)
-                         for i, r in enumerate(res["context"]["iterations"])]
-        for label, r in rows:
+            rows += [(f"context classes, {label}", r, key)
+                     for label, r, key in result_rows(res["context"], controls=False)]
+        for label, r, _ in rows:
             table.add_row(name, label, *(_fmt(r[key]) for key, _ in HEADLINE))
     return table

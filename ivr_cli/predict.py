@@ -41,8 +41,10 @@ def predict(
     iterations: Annotated[bool, typer.Option(
         help="Draw each iteration's labels side by side (memory model; implies --draw).")]
     = False,
-    batch_images: Annotated[int, typer.Option(
-        help="Images decoded and resized ahead of the model, in parallel workers.")] = 2,
+    workers: Annotated[int, typer.Option(
+        "--workers", "--batch-images",
+        help="Loader worker processes decoding and resizing images ahead of the model (0: "
+             "in this process). --batch-images is its former, deprecated name.")] = 2,
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,
@@ -52,8 +54,8 @@ def predict(
 
     Example: ivr predict photos/ --checkpoint ckpt.pt --boxes boxes.json --draw
     """
-    if batch_images < 0:
-        raise IvrError("--batch-images must be >= 0")
+    if workers < 0:
+        raise IvrError("--workers must be >= 0")
     output_folder(out, "--out")
     state = read_state(checkpoint)
     cfg = resolve(config, set_, base=state["config"], runtime__device=device)
@@ -63,7 +65,7 @@ def predict(
     created = not out.exists()
     try:
         with writing(out, "free space or choose another --out"):
-            report = run_predict(images, source, model, out, workers=batch_images,
+            report = run_predict(images, source, model, out, workers=workers,
                                  draw=draw or iterations, iterations=iterations,
                                  show_progress=not quiet)
     except IvrError:

@@ -20,6 +20,7 @@ from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_core.engine.checkpoint import checkpoint_dir, latest_checkpoint, load_checkpoint
 from ivr_core.engine.launch import launch
 from ivr_core.errors import IvrError
+from ivr_core.evaluation.metrics import HEADLINE_KEYS
 from ivr_core.evaluation.tester import results_path, run_test
 from ivr_core.utils.outputs import output_file, output_folder
 
@@ -90,10 +91,9 @@ def test(
     if not results:  # not the main process of a multi-process run
         return
     if drop_regions:
-        keys = ("inst_ap", "inst_ac", "cls_ap", "cls_ac")
         console.print(f"{state['model_type']}, {drop_regions:.0%} of the regions left out of "
                       "the reasoning, change against none: " + ", ".join(
-                          f"{k} {results[k] - intact[k]:+.3f}" for k in keys))
+                          f"{k} {results[k] - intact[k]:+.3f}" for k in HEADLINE_KEYS))
     console.print(results_table({state["model_type"]: results},
                                 f"{results['split']}: {results['num_images']} images, "
                                 f"iteration {results['iteration']}"))

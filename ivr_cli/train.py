@@ -1,4 +1,4 @@
-"""``ivr train``: train the baseline or the spatial-memory model on a prepared split.
+"""``ivr train``: train a model (baseline, memory, global or full) on a prepared split.
 
 Examples::
 

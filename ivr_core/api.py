@@ -26,7 +26,7 @@ input is an :class:`~ivr_core.errors.IvrError` naming what to fix.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -83,7 +83,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> "Model"
     (threads, deterministic kernels, region-op backend) are left as they are."""
     state = read_state(path)
     cfg = load_config(base=state["config"], overrides=[f"runtime.device={device}"])
-    cfg.runtime = RuntimeConfig(device=cfg.runtime.device)
+    cfg = replace(cfg, runtime=RuntimeConfig(device=cfg.runtime.device))
     return Model(state, cfg, resolve_device(cfg.runtime.device))
 
 

@@ -21,6 +21,7 @@ place when complete: a crash leaves either no folder or a whole one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -91,8 +92,7 @@ def export_model(state: dict, out: str | os.PathLike, force: bool = False) -> Pa
     if out.is_dir() and any(out.iterdir()) and not force:
         raise IvrError(f"{out} already exists and is not empty; pass --force to replace it "
                        "or choose another --out")
-    cfg = load_config(base=state["config"])
-    cfg.runtime = RuntimeConfig()
+    cfg = dataclasses.replace(load_config(base=state["config"]), runtime=RuntimeConfig())
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

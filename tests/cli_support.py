@@ -45,6 +45,15 @@ def one_line_error(result) -> str:
     return lines[0][len("error: "):]
 
 
+def error_naming(result, *fragments: str) -> str:
+    """As :func:`one_line_error`, and the message holds each of ``fragments`` (the file or key
+    it names, the fix it gives) however the rest of the sentence is worded."""
+    message = one_line_error(result)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in the error {message!r}"
+    return message
+
+
 def last_line_error(result) -> str:
     """As :func:`one_line_error` where a list of skipped items is printed before the error."""
     lines = result.output.strip().splitlines()

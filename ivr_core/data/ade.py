@@ -3,12 +3,15 @@
 A *prepared split* is one JSON file ``ade_<split>_<min_count>.json``::
 
     {"classes": ["__background__", name, ...],
-     "root": "/abs/path/of/the/dataset", "split": "mtest", "min_count": 5,
+     "root": "../ADE20K_2016_07_26", "split": "mtest", "min_count": 5,
      "images": [{"image": "images/validation/...jpg", "width": W, "height": H,
                  "boxes": [[x1, y1, x2, y2], ...], "classes": [int, ...],
-                 "seg_areas": [int, ...]}, ...]}
+                 "seg_areas": [int, ...], "parents": [int, ...]}, ...]}
 
-Boxes are inclusive pixel coordinates of the object mask, whose size is the record's: the
+``root`` is the dataset root relative to the folder of the JSON file (absolute only where
+no relative path exists, as across Windows drives), so the two can move together; image
+paths are relative to it. ``parents`` gives, per region, the index of the region of the
+level above that holds it (-1 for objects), see :func:`parse_image`. Boxes are inclusive pixel coordinates of the object mask, whose size is the record's: the
 image's stored pixels (an EXIF orientation tag is not applied, see
 :mod:`ivr_core.utils.images`).
 """

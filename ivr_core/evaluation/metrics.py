@@ -22,15 +22,18 @@ This module only needs numpy; keep torch out of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["evaluate", "format_row", "voc_ap"]
+__all__ = ["evaluate", "voc_ap"]
 
-HEADLINE_KEYS = ("inst_ap", "inst_ac", "cls_ap", "cls_ac")
-FLOAT_KEYS = ("inst_ap", "inst_ac", "cls_ap", "cls_ac", "inst_sc", "cls_sc")
+# the paper's four numbers, in its column order: (key in a result, column title)
+HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
+            ("cls_ac", "cls AC"))
+HEADLINE_KEYS = tuple(key for key, _ in HEADLINE)
+FLOAT_KEYS = HEADLINE_KEYS + ("inst_sc", "cls_sc")
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -130,6 +133,28 @@ def _empty_result() -> dict[str, Any]:
     return result
 
 
+def _per_class(scores: np.ndarray, gt: np.ndarray, keep: np.ndarray, correct: np.ndarray,
+               true_scores: np.ndarray) -> dict[str, dict[str, float | int]]:
+    """``{str(c): {"ap", "ac", "sc", "count"}}`` for every class among the kept regions'
+    ground truth (``keep``, ``correct``, ``true_scores``: (N,) per region)."""
+    num_classes = scores.shape[1]
+    kept_gt = gt[keep]
+    count = np.bincount(kept_gt, minlength=num_classes)
+    n_correct = np.bincount(kept_gt, weights=correct[keep].astype(np.float64),
+                            minlength=num_classes)
+    score_sum = np.bincount(kept_gt, weights=true_scores[keep], minlength=num_classes)
+    per_class: dict[str, dict[str, float | int]] = {}
+    for c in np.flatnonzero(count):
+        positives = gt == c  # over all N regions: every region competes in the ranking
+        per_class[str(int(c))] = {
+            "ap": _ranked_ap(scores[:, c], positives, int(count[c])),
+            "ac": float(n_correct[c] / count[c]),
+            "sc": float(score_sum[c] / count[c]),
+            "count": int(count[c]),
+        }
+    return per_class
+
+
 def evaluate(
     scores: np.ndarray,
     gt_classes: np.ndarray,
@@ -195,23 +220,7 @@ def evaluate(
     inst_sc = float(true_scores[keep].mean())
     inst_ap = _ranked_ap(true_scores[keep], kept_correct, num_regions)
 
-    # Per-class metrics over the kept classes present in the ground truth.
-    kept_gt = gt[keep]
-    count = np.bincount(kept_gt, minlength=num_classes)
-    n_correct = np.bincount(kept_gt, weights=kept_correct.astype(np.float64), minlength=num_classes)
-    score_sum = np.bincount(kept_gt, weights=true_scores[keep], minlength=num_classes)
-    present = np.flatnonzero(count)
-
-    per_class: dict[str, dict[str, float | int]] = {}
-    for c in present:
-        positives = gt == c  # over all N regions: every region competes in the ranking
-        ap = _ranked_ap(scores[:, c], positives, int(count[c]))
-        per_class[str(int(c))] = {
-            "ap": ap,
-            "ac": float(n_correct[c] / count[c]),
-            "sc": float(score_sum[c] / count[c]),
-            "count": int(count[c]),
-        }
+    per_class = _per_class(scores, gt, keep, correct, true_scores)
 
     def class_mean(key: str) -> float:
         return float(np.mean([entry[key] for entry in per_class.values()]))
@@ -224,15 +233,6 @@ def evaluate(
         "inst_sc": inst_sc,
         "cls_sc": class_mean("sc"),
         "num_regions": num_regions,
-        "num_classes_present": int(present.size),
+        "num_classes_present": len(per_class),
         "per_class": per_class,
     }
-
-
-def format_row(metrics: Mapping[str, Any]) -> str:
-    """The four headline numbers, three decimals, in the paper's column order.
-
-    Per-instance AP, per-instance AC, per-class AP, per-class AC, e.g.
-    ``"0.654 0.655 0.380 0.314"`` (NaN shows as ``nan``).
-    """
-    return " ".join(f"{float(metrics[key]):.3f}" for key in HEADLINE_KEYS)

@@ -139,8 +139,11 @@ class KnowledgeGraph:
         return graph
 
 
-def graph_path(split: PreparedSplit) -> Path:
-    return split.path.with_name(split.path.stem + "_graph.json")
+def graph_path(split: PreparedSplit | str | os.PathLike) -> Path:
+    """Where the graph mined from a prepared split (or the split file at that path) lives:
+    beside it, ``<split>_graph.json``."""
+    path = split.path if isinstance(split, PreparedSplit) else Path(split)
+    return path.with_name(path.stem + "_graph.json")
 
 
 def _plural(name: str) -> list[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 
-from ivr_core.config import Config, model_changes
+from ivr_core.config import NO_WEIGHTS, Config, model_changes
 from ivr_core.errors import IvrError
-from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
+from ivr_core.models.backbone import FEATURE_STRIDE, RandomInitWarning, ResNetC4
 from ivr_core.models.baseline import BaselineModel
 from ivr_core.models.full import FullModel, GlobalModel
 from ivr_core.models.graph import GlobalReasoning
@@ -24,8 +26,11 @@ def build_model(cfg: Config, num_classes: int, pretrained: bool = True, graph=No
     ``graph.knowledge`` says), or room for ``kg_edges`` edges and class nodes of
     ``class_dim`` features that a checkpoint will fill."""
     m, mem, g = cfg.model, cfg.memory, cfg.graph
-    backbone = ResNetC4(m.backbone, weights=m.weights if pretrained else None, norm=m.norm,
-                        fixed_blocks=m.fixed_blocks, tail_stride=m.tail_stride)
+    with warnings.catch_warnings():
+        if not pretrained:  # random weights that the checkpoint replaces: nothing to warn of
+            warnings.simplefilter("ignore", RandomInitWarning)
+        backbone = ResNetC4(m.backbone, weights=m.weights if pretrained else NO_WEIGHTS,
+                            norm=m.norm, fixed_blocks=m.fixed_blocks, tail_stride=m.tail_stride)
     base = BaselineModel(backbone, num_classes, crop_size=m.crop_size)
     if m.type == "baseline":
         return base

@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from ivr_core.config import NO_WEIGHTS
 from ivr_core.engine.checkpoint import load_tensors
 from ivr_core.errors import IvrError
 
@@ -20,25 +21,11 @@ class RandomInitWarning(UserWarning):
     """The backbone starts from random weights."""
 
 
-def _freeze_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d by a FrozenBatchNorm2d holding its statistics and affine."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
-            frozen.weight.copy_(child.weight.detach())
-            frozen.bias.copy_(child.bias.detach())
-            frozen.running_mean.copy_(child.running_mean)
-            frozen.running_var.copy_(child.running_var)
-            setattr(module, name, frozen)
-        else:
-            _freeze_batchnorm(child)
-    return module
+NORM_LAYERS = {"frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d}  # model.norm
 
 
-def _load_weights(net: nn.Module, name: str, weights: str | None) -> None:
-    if weights is None:  # the caller loads a checkpoint over them
-        return
-    if weights == "none":
+def _load_weights(net: nn.Module, name: str, weights: str) -> None:
+    if weights == NO_WEIGHTS:
         warnings.warn(
             f"\n{'!' * 78}\n  {name} starts from RANDOM weights (model.weights = none).\n"
             "  Expect far lower accuracy than with ImageNet weights; train with\n"
@@ -78,20 +65,19 @@ class ResNetC4(nn.Module):
     """``head``: conv1 .. layer3, stride 16. ``tail``: layer4 (stride ``tail_stride``) applied
     to region crops, then a spatial mean.
 
-    ``weights``: "torchvision", "none" (random init, with a warning), a file path, or None
-    (random init, silently: a checkpoint will be loaded over them).
-    ``norm = "frozen_bn"`` freezes every batch norm (statistics and affine, the authors'
-    setting); ``"bn"`` keeps ordinary trainable batch norm, for training from scratch.
+    ``weights``: "torchvision", a file path, or :data:`~ivr_core.config.NO_WEIGHTS` (random
+    init, with a :class:`RandomInitWarning`; ignore it where a checkpoint is loaded over
+    them). ``norm = "frozen_bn"`` builds every batch norm as a FrozenBatchNorm2d (statistics
+    and affine fixed, the authors' setting); ``"bn"`` keeps ordinary trainable batch norm,
+    for training from scratch.
     ``fixed_blocks``: 0 trains everything, k >= 1 freezes conv1 and layer1..layer k.
     """
 
-    def __init__(self, name: str = "resnet50", weights: str | None = "torchvision",
+    def __init__(self, name: str = "resnet50", weights: str = "torchvision",
                  norm: str = "frozen_bn", fixed_blocks: int = 1, tail_stride: int = 1):
         super().__init__()
-        net = getattr(torchvision.models, name)(weights=None)
+        net = getattr(torchvision.models, name)(weights=None, norm_layer=NORM_LAYERS[norm])
         _load_weights(net, name, weights)
-        if norm == "frozen_bn":
-            _freeze_batchnorm(net)
         block = net.layer4[0]
         strided = block.conv2 if isinstance(block, torchvision.models.resnet.Bottleneck) else block.conv1
         strided.stride = (tail_stride, tail_stride)

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ivr_core.models.backbone import FEATURE_STRIDE, ResNetC4
+from ivr_core.models.heads import normal_init
+from ivr_core.models.outputs import ModelOutputs
 from ivr_core.ops import crop_and_resize, crop_boxes
 
 
@@ -19,8 +21,7 @@ class BaselineModel(nn.Module):
         self.crop_size = crop_size
         self.num_classes = num_classes
         self.cls = nn.Linear(backbone.out_channels, num_classes)
-        nn.init.normal_(self.cls.weight, std=0.01)
-        nn.init.zeros_(self.cls.bias)
+        normal_init(self.cls)
 
     def regions(self, image: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
         """image (1, 3, H, W), boxes (K, 4) x1 y1 x2 y2 in image pixels.
@@ -39,11 +40,11 @@ class BaselineModel(nn.Module):
                 "logits": self.cls(fc7)}
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
-                keep: torch.Tensor | None = None) -> dict:
+                keep: torch.Tensor | None = None) -> ModelOutputs:
         """``final`` (K, C) logits and ``iterations``: the list of per-iteration logits
         (``keep``, the regions allowed into reasoning, does not apply: there is none)."""
         logits = self.regions(image, boxes)["logits"]
         return {"final": logits, "iterations": [logits]}
 
-    def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(self, outputs: ModelOutputs, classes: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"cls": F.cross_entropy(outputs["final"], classes)}

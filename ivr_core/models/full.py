@@ -15,29 +15,27 @@ from torch import nn
 from ivr_core.graph.regions import region_graph
 from ivr_core.models.baseline import BaselineModel
 from ivr_core.models.graph import GlobalReasoning
-from ivr_core.models.heads import attend, candidate_logits, normal_init, reasoning_losses
+from ivr_core.models.heads import ReasoningModel, attend, candidate_logits, normal_init
 from ivr_core.models.memory import SpatialMemoryModel
+from ivr_core.models.outputs import ModelOutputs
 
 
 def _probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.detach().float(), 1).to(logits.dtype)
 
 
-class GlobalModel(nn.Module):
-    def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, iterations: int = 3,
-                 delta: float = 50.0, beta: float = 0.5, iter_loss_weight: float = 1.0,
-                 final_loss_weight: float = 1.0, attention_prior_weight: float = 0.0,
-                 attention_temperature: float = 1.0):
-        super().__init__()
-        self.base, self.global_ = base, reasoning
-        self.iterations, self.delta, self.beta = iterations, delta, beta
-        self.attention_temperature = attention_temperature  # when evaluating
-        self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
-                                 prior_weight=attention_prior_weight)
+class GlobalModel(ReasoningModel):
+    """The baseline head plus a :class:`GlobalReasoning` iterated from its own predictions;
+    ``losses`` as for :class:`ReasoningModel`."""
+
+    def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 50.0,
+                 **losses):
+        super().__init__(**losses)
+        self.base, self.global_, self.delta = base, reasoning, delta
         self.base_confidence = normal_init(nn.Linear(base.backbone.out_channels, 1, bias=False))
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
-                keep: torch.Tensor | None = None) -> dict:
+                keep: torch.Tensor | None = None) -> ModelOutputs:
         """Like the memory model's outputs; ``modules`` = {"global": [ITER x (K, C)]}."""
         base = self.base.regions(image, boxes)
         feats = base["fc7"].detach()
@@ -51,11 +49,6 @@ class GlobalModel(nn.Module):
         return {**attend(logits, confidences, self.temperature()), "iterations": logits,
                 "modules": {"global": logits}}
 
-    def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)
-
-    temperature = SpatialMemoryModel.temperature
-
 
 class FullModel(SpatialMemoryModel):
     """The local module of :class:`SpatialMemoryModel` plus a :class:`GlobalReasoning`."""
@@ -66,7 +59,7 @@ class FullModel(SpatialMemoryModel):
         self.global_, self.delta = reasoning, delta
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
-                keep: torch.Tensor | None = None) -> dict:
+                keep: torch.Tensor | None = None) -> ModelOutputs:
         """``iterations`` is the local chain; ``modules`` = {"local": [...], "global": [...]},
         both starting with the baseline's prediction; ``attention`` (K, 2 ITER - 1) over
         [local 0 .. ITER-1, global 1 .. ITER-1]."""

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ivr_core.models.outputs import ModelOutputs
+
 
 def he_init(layer: nn.Module) -> nn.Module:
     """Variance scaling (He, fan-in), zero biases: the authors' init of the context convs,
@@ -32,6 +34,27 @@ def normal_init(layer: nn.Module, std: float = 0.01) -> nn.Module:
     if getattr(layer, "bias", None) is not None:
         nn.init.zeros_(layer.bias)
     return layer
+
+
+class ReasoningModel(nn.Module):
+    """What the memory, global and full models share: the loss settings, the attention's
+    temperature and :meth:`losses` (see :func:`reasoning_losses`)."""
+
+    def __init__(self, iterations: int = 3, beta: float = 0.5, iter_loss_weight: float = 1.0,
+                 final_loss_weight: float = 1.0, attention_prior_weight: float = 0.0,
+                 attention_temperature: float = 1.0):
+        super().__init__()
+        self.iterations, self.beta = iterations, beta
+        self.attention_temperature = attention_temperature  # when evaluating
+        self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
+                                 prior_weight=attention_prior_weight)
+
+    def temperature(self) -> float:
+        """The attention's softmax temperature: 1 while training, the configured one else."""
+        return 1.0 if self.training else self.attention_temperature
+
+    def losses(self, outputs: ModelOutputs, classes: torch.Tensor) -> dict[str, torch.Tensor]:
+        return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)
 
 
 def candidate_names(modules: dict[str, list]) -> list[str]:
@@ -65,7 +88,7 @@ def hard_example_weights(logits: torch.Tensor, classes: torch.Tensor, beta: floa
     return q / q.sum().clamp_min(1e-12)
 
 
-def reasoning_losses(outputs: dict, classes: torch.Tensor, beta: float, iter_weight: float,
+def reasoning_losses(outputs: ModelOutputs, classes: torch.Tensor, beta: float, iter_weight: float,
                      final_weight: float, prior_weight: float) -> dict[str, torch.Tensor]:
     """The losses of a reasoning model's ``outputs``:
 

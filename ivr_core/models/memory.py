@@ -17,7 +17,8 @@ from torch import nn
 from ivr_core.models.accumulating_linear import AccumulatingLinear
 from ivr_core.models.backbone import FEATURE_STRIDE
 from ivr_core.models.baseline import BaselineModel
-from ivr_core.models.heads import attend, he_init, normal_init, reasoning_losses
+from ivr_core.models.heads import ReasoningModel, attend, he_init, normal_init
+from ivr_core.models.outputs import ModelOutputs
 from ivr_core.ops import crop_and_resize, inverse_boxes, paste_and_sum
 
 COUNT_EPS = 1e-6  # cells no box covers have count 0 and a zero update
@@ -95,7 +96,7 @@ def resize_bilinear_tf1(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return rows[..., x0] + (rows[..., x1] - rows[..., x0]) * wx
 
 
-class SpatialMemoryModel(nn.Module):
+class SpatialMemoryModel(ReasoningModel):
     """The local model: baseline head + spatial memory iterated ``iterations`` times +
     attention. ``write_init``: "authors" initialises the memory write (the 1x1 conv on
     pool5, the FC on the logits, the six gate convs of the update) with N(0, 0.01) as the
@@ -107,14 +108,11 @@ class SpatialMemoryModel(nn.Module):
                  iter_loss_weight: float = 1.0, final_loss_weight: float = 1.0,
                  attention_prior_weight: float = 0.0, attention_temperature: float = 1.0,
                  norm: str = "none", norm_groups: int = 32, write_init: str = "authors"):
-        super().__init__()
+        super().__init__(iterations, beta, iter_loss_weight, final_loss_weight,
+                         attention_prior_weight, attention_temperature)
         if write_init not in WRITE_INITS:
             raise ValueError(f"write_init must be one of {WRITE_INITS}, got {write_init!r}")
         self.base = base
-        self.iterations, self.beta = iterations, beta
-        self.attention_temperature = attention_temperature  # when evaluating
-        self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
-                                 prior_weight=attention_prior_weight)
         s, c, num_classes = base.crop_size, channels, base.num_classes
         self.memory_init = nn.Parameter(torch.zeros(1, c, init_size, init_size))
         self.context = Context(c, context_layers, norm, norm_groups)
@@ -177,7 +175,7 @@ class SpatialMemoryModel(nn.Module):
                                    st["box_ind"], st["inv"], st["count"], st["keep"])
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
-                keep: torch.Tensor | None = None) -> dict:
+                keep: torch.Tensor | None = None) -> ModelOutputs:
         """image (1, 3, H, W), boxes (K, 4) -> ``final`` (K, C) attended logits,
         ``iterations`` [ITER x (K, C)], ``attention`` and ``confidence`` (K, ITER),
         ``memories`` [ITER x (1, C_m, Hm, Wm)], ``modules`` {"local": iterations}.
@@ -193,12 +191,5 @@ class SpatialMemoryModel(nn.Module):
             confidences.append(confidence)
             if i + 1 < self.iterations:
                 self.write(st, logits[-1])
-        return {**attend(logits, confidences, self.temperature()), "iterations": logits, "memories": memories,
-                "modules": {"local": logits}}
-
-    def temperature(self) -> float:
-        """The attention's softmax temperature: 1 while training, the configured one else."""
-        return 1.0 if self.training else self.attention_temperature
-
-    def losses(self, outputs: dict, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)
+        return {**attend(logits, confidences, self.temperature()), "iterations": logits,
+                "memories": memories, "modules": {"local": logits}}

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from ivr_core.data.dataset import prepared_name
+from ivr_core.engine.checkpoint import list_checkpoints
 from ivr_core.errors import IvrError
+from ivr_core.graph.knowledge import graph_path
 from ivr_core.utils import tomltext
 
 FILES = ("config.toml", "env.json", "log.jsonl", "results.json")
-_CHECKPOINT = re.compile(r"^iter_(\d+)\.pt$")
 # the figures `ivr test` writes per image, <image stem>_<kind>.png, in the order shown
 VIEW_ORDER = ("labels", "iterations", "memory", "attention")
 # a trailing tag that names a view of an image rather than the image itself
@@ -210,14 +211,6 @@ def _images(run: Run) -> list[Path]:
     return kept
 
 
-def _checkpoints(run: Run) -> list[tuple[int, Path]]:
-    folder = run.path / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name))]
-    return sorted(found)
-
-
 def load_run(path: str | Path) -> Run:
     """Read one run folder; an IvrError if it does not exist or holds none of its files."""
     path = Path(path)
@@ -255,7 +248,7 @@ def load_run(path: str | Path) -> Run:
         run.results = _check_results(run, _read_object(run, "results.json", "an object"))
     else:
         _note_missing(run, "results.json", f"not evaluated yet: ivr test --run-dir {path}")
-    run.checkpoints = _checkpoints(run)
+    run.checkpoints = list_checkpoints(run.path)
     run.graph = _read_graph(run)
     return run
 
@@ -267,8 +260,7 @@ def _read_graph(run: Run) -> dict | None:
         return None
     split = prepared_name(str(data.get("train_split", "train")), data.get("min_count", 5),
                           str(data.get("dataset", "ade")))
-    path = Path(str(graph.get("file") or Path(str(data.get("dir", "."))) /
-                    split.replace(".json", "_graph.json")))
+    path = Path(str(graph.get("file") or graph_path(Path(str(data.get("dir", "."))) / split)))
     try:
         graph = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

@@ -14,13 +14,13 @@ import math
 import time
 from typing import Any, Callable, NamedTuple
 
+from ivr_core.evaluation.metrics import HEADLINE
+from ivr_core.evaluation.rows import result_rows
 from ivr_core.report import plots
 from ivr_core.report.collect import Run, finite, flat_config
 from ivr_core.report.figures import data_uri
 from ivr_core.utils.progress import duration
 
-HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
-            ("cls_ac", "cls AC"))
 NONE = "–"  # shown for a value that is absent or not a number
 
 
@@ -197,27 +197,6 @@ def training(runs: list[Run]) -> dict:
 
 # --- evaluation ---------------------------------------------------------------------------
 
-def _eval_rows(res: dict) -> list[tuple[str, dict, str]]:
-    """(label, metrics, key of the matching row in another run)."""
-    rows = [("final", res, "final")]
-    iterations = res.get("iterations") or []
-    if isinstance(res.get("modules"), dict):  # global and full models: each module's chain
-        rows += [(f"{name} iter {i}", r, f"iter {i}") for name, chain in res["modules"].items()
-                 for i, r in enumerate(chain)]
-    elif len(iterations) > 1:
-        rows += [(f"iter {i}", r, f"iter {i}") for i, r in enumerate(iterations)]
-    best = res.get("best_candidate") or {}
-    if best:  # the attention's final answer against its best input and the oracle
-        rows.append(("best single candidate",
-                     {k: v.get("value") for k, v in best.items() if isinstance(v, dict)},
-                     "best"))
-    if isinstance(res.get("oracle"), dict):
-        rows.append(("oracle (best candidate per region)", res["oracle"], "oracle"))
-    if isinstance(res.get("uniform_attention"), dict):
-        rows.append(("uniform attention (control)", res["uniform_attention"], "uniform"))
-    return rows
-
-
 def _reference(res: dict | None, key: str) -> tuple[dict | None, str]:
     """The first run's row to compare with: the same row, else its final output."""
     if not res:
@@ -242,7 +221,7 @@ def metrics_table(runs: list[Run], shown: list[int], pick: Callable[[Run], dict]
     first = pick(runs[shown[0]])
     rows = []
     for n, i in enumerate(shown):
-        for j, (label, metrics, key) in enumerate(_eval_rows(pick(runs[i]))):
+        for j, (label, metrics, key) in enumerate(result_rows(pick(runs[i]))):
             ref, ref_key = _reference(first, key) if n > 0 else (None, "")
             cells = [Value(f3(metrics.get(name)),
                            delta(metrics.get(name), ref.get(name),

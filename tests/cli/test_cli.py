@@ -62,6 +62,10 @@ def test_shell_completion_is_offered_and_completes():
     (["test"], "give exactly one of --run-dir DIR or --checkpoint FILE"),
     (["test", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found"),
     (["test", "--run-dir", "{tmp}"], "no checkpoint in"),
+    (["predict", "{tmp}", "--checkpoint", "{tmp}/x.pt", "--boxes", "b.json", "--workers", "-1"],
+     "--workers must be >= 0"),
+    (["predict", "{tmp}", "--checkpoint", "{tmp}/x.pt", "--boxes", "b.json",
+      "--batch-images", "-1"], "--workers must be >= 0"),  # the former name still works
 ])
 def test_user_errors_are_one_line(args, message, tmp_path):
     result = run(*[a.replace("{tmp}", str(tmp_path)) for a in args])

@@ -1,8 +1,10 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from ivr_core.config import Config, load_config, parse_override, preset_path
+from ivr_core.config import (CONFIG_VERSION, RENAMED, Config, defaults_toml, load_config,
+                             parse_override, preset_path, upgrade)
 from ivr_core.errors import IvrError
 from ivr_core.utils.tomltext import loads  # the standard library's tomllib
 
@@ -18,12 +20,52 @@ def test_defaults_are_the_authors_ade_setting():
     assert (cfg.data.scale, cfg.data.max_size) == (600, 1000)
 
 
-def test_shipped_ivr_toml_equals_the_defaults_and_comments_every_key():
-    text = (ROOT / "ivr.toml").read_text()
+def test_shipped_ivr_toml_is_the_generated_one():
+    text = (ROOT / "ivr.toml").read_text(encoding="utf-8")
+    assert text == defaults_toml(), "ivr.toml is stale: python -m ivr_core.config > ivr.toml"
     assert loads(text) == Config().to_dict()
     for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             assert "#" in line, f"uncommented key in ivr.toml: {line}"
+
+
+def test_a_resolved_config_is_frozen():
+    cfg = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.lr = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.runtime = cfg.runtime
+    assert cfg.train.lr == 5e-4
+
+
+# one rename per version, as a later version of ivr might make them
+RENAMES = {1: {}, 2: {"memory.iters": "memory.iterations"},
+           3: {"memory.fc": "memory.fc_dim", "model.arch": "model.backbone"}}
+
+
+def test_an_old_config_has_its_renamed_keys_upgraded():
+    old = {"model": {"arch": "resnet18"}, "memory": {"iters": 4, "fc": 256}}  # no version: 0
+    assert upgrade(old, "old", RENAMES) == {"model": {"backbone": "resnet18"},
+                                            "memory": {"iterations": 4, "fc_dim": 256}}
+    assert old == {"model": {"arch": "resnet18"}, "memory": {"iters": 4, "fc": 256}}
+    # a version-2 config already says iterations; only the version-3 renames apply
+    v2 = {"version": 2, "memory": {"iterations": 5, "fc": 256}}
+    assert upgrade(v2, "v2", RENAMES) == {"memory": {"iterations": 5, "fc_dim": 256}}
+    with pytest.raises(IvrError, match=r"config key 'version' in new must be an integer 0\.\.3"):
+        upgrade({"version": 4}, "new", RENAMES)
+
+
+def test_a_checkpoint_config_of_an_older_version_loads(monkeypatch):
+    saved = load_config(overrides=["memory.iterations=4"]).to_dict()
+    assert saved["version"] == CONFIG_VERSION
+    saved = {k: v for k, v in saved.items() if k != "version"}  # written before versions
+    saved["memory"]["iters"] = saved["memory"].pop("iterations")
+    with pytest.raises(IvrError, match="unknown config key 'memory.iters'"):
+        load_config(base=saved)
+    monkeypatch.setitem(RENAMED, CONFIG_VERSION, {"memory.iters": "memory.iterations"})
+    cfg = load_config(base=saved)
+    assert cfg.memory.iterations == 4 and cfg.version == CONFIG_VERSION
+    assert load_config(base=cfg.to_dict()) == cfg
 
 
 def test_file_then_overrides_in_order(tmp_path):
@@ -93,7 +135,7 @@ def test_a_saved_config_with_awkward_strings_loads_back_equal(tmp_path):
     awkward = 'C:\\data\\"ADE" \'20k\'\n\tunicode é ☃ 🚀 \x7f\x01 # not a comment'
     cfg = load_config(overrides=["train.lr=5e-4", "train.weight_decay=1e-3",
                                  "train.lr_steps=[10, 20]"])
-    cfg.data.dir = awkward
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=awkward))
     path = tmp_path / "config.toml"
     path.write_text(cfg.to_toml(), encoding="utf-8")
     again = load_config([path])

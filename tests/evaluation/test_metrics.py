@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr_core.evaluation import evaluate, format_row
-from ivr_core.evaluation.metrics import voc_ap
+from ivr_core.evaluation import evaluate
+from ivr_core.evaluation.metrics import HEADLINE_KEYS, voc_ap
 
 FLOAT_KEYS = ("inst_ap", "inst_ac", "cls_ap", "cls_ac", "inst_sc", "cls_sc")
 
@@ -101,13 +101,11 @@ def test_result_keys_and_types():
         assert type(entry["sc"]) is float and type(entry["count"]) is int
 
 
-def test_format_row():
+def test_headline_numbers_in_the_papers_order():
     # inst_ap .6, inst_ac .6, cls_ap 31/36 = .8611, cls_ac 2/3 = .6667 (see worked example)
-    assert format_row(evaluate(EXAMPLE_SCORES, EXAMPLE_GT)) == "0.600 0.600 0.861 0.667"
-    row = {"inst_ap": 0.6543, "inst_ac": 0.6551, "cls_ap": 0.3804, "cls_ac": 0.3136}
-    assert format_row(row) == "0.654 0.655 0.380 0.314"
-    nan_row = {k: math.nan for k in ("inst_ap", "inst_ac", "cls_ap", "cls_ac")}
-    assert format_row(nan_row) == "nan nan nan nan"
+    result = evaluate(EXAMPLE_SCORES, EXAMPLE_GT)
+    assert HEADLINE_KEYS == ("inst_ap", "inst_ac", "cls_ap", "cls_ac")
+    assert [result[k] for k in HEADLINE_KEYS] == pytest.approx([0.6, 0.6, 31 / 36, 2 / 3])
 
 
 def test_perfect_scores():
@@ -119,7 +117,7 @@ def test_perfect_scores():
     scores[np.arange(4), gt] = 1.0
     result = evaluate(scores, gt)
     _check(result, {key: 1.0 for key in FLOAT_KEYS})
-    assert format_row(result) == "1.000 1.000 1.000 1.000"
+    assert [result[k] for k in HEADLINE_KEYS] == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_single_instance_class_and_class_never_predicted():

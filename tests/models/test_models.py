@@ -1,6 +1,10 @@
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ivr_core.config import load_config
 from ivr_core.models import BaselineModel, ResNetC4, SpatialMemoryModel, build_model
@@ -40,6 +44,47 @@ def test_frozen_batchnorm_and_fixed_blocks():
     assert not any(p.requires_grad for p in net.head[0].parameters())  # conv1
     assert not any(p.requires_grad for p in net.head[4].parameters())  # layer1
     assert net.feature_channels == 1024 and net.out_channels == 2048
+
+
+def test_frozen_batchnorm_built_in_equals_one_swapped_in_after_construction(tmp_path):
+    """norm_layer=FrozenBatchNorm2d gives the network that replacing each trained batch norm
+    by a frozen copy gives: same state-dict keys, same values, same outputs."""
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None)
+    for module in reference.modules():  # non-trivial statistics and affine to carry over
+        if isinstance(module, torch.nn.BatchNorm2d):
+            for buffer in (module.weight, module.bias, module.running_mean):
+                buffer.data.uniform_(-0.5, 0.5)
+            module.running_var.data.uniform_(0.5, 2.0)
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    for name, child in list(reference.named_modules()):
+        for key, bn in list(child.named_children()):
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                frozen = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
+                for buffer in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(frozen, buffer).copy_(getattr(bn, buffer).detach())
+                setattr(child, key, frozen)
+    net = ResNetC4("resnet18", weights=str(tmp_path / "r18.pth"), norm="frozen_bn")
+    ours = {**{f"head.{k}": v for k, v in net.head.state_dict().items()},
+            **{f"tail.{k}": v for k, v in net.tail.state_dict().items()}}
+    head = torch.nn.Sequential(reference.conv1, reference.bn1, reference.relu,
+                               reference.maxpool, reference.layer1, reference.layer2,
+                               reference.layer3)
+    theirs = {**{f"head.{k}": v for k, v in head.state_dict().items()},
+              **{f"tail.{k}": v for k, v in reference.layer4.state_dict().items()}}
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    image = torch.randn(1, 3, 64, 80)
+    assert torch.equal(net.forward_head(image), head.eval()(image))
+
+
+def test_a_model_for_a_checkpoint_is_built_without_the_random_init_warning():
+    cfg = load_config(overrides=["model.backbone=resnet18", "model.weights=none"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RandomInitWarning)
+        build_model(cfg, 4, pretrained=False)
+    with pytest.warns(RandomInitWarning):
+        build_model(cfg, 4)
 
 
 def test_baseline_shapes_and_backward():

@@ -34,7 +34,7 @@ def photos(tmp_path):
 
 def predict(checkpoint, images, boxes, out, *extra):
     return run("predict", images, "--checkpoint", checkpoint, "--boxes", boxes, "--out", out,
-               "--batch-images", 0, "-q", *extra)
+               "--workers", 0, "-q", *extra)
 
 
 def labelled(out) -> dict:

@@ -75,7 +75,7 @@ def test_predict_out_on_a_full_disk(trained, synthetic_data, tmp_path):
         out = disk / "predictions"
         result = run("predict", synthetic_data / "images", "--checkpoint",
                      ckpt.checkpoint_path(trained, 2), "--boxes", "ade", "--out", out,
-                     "--batch-images", "0", "-q")
+                     "--workers", "0", "-q")
         assert one_line_error(result) == (f"cannot write {out} (No space left on device); "
                                           "free space or choose another --out")
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no empty folder either

@@ -88,7 +88,7 @@ def test_ctrl_c_during_predict_draw_leaves_no_drawings_without_predictions(check
     boxes.write_text(json.dumps({name: [[5, 5, 40, 40]] for name in names}))
     out = tmp_path / "out"
     done = interrupt_when(["predict", photos, "--checkpoint", checkpoint, "--boxes", boxes,
-                           "--out", out, "--draw", "--batch-images", 0, "-q"],
+                           "--out", out, "--draw", "--workers", 0, "-q"],
                           ready=lambda: any(out.glob("**/drawn/*.png")))
     assert done.returncode != 0, done
     assert not (out / "predictions.jsonl").exists() and not (out / "drawn").exists()
@@ -107,7 +107,7 @@ def test_outputs_follow_the_umask(umask, checkpoint, tmp_path):
         assert prepare(root, tmp_path / "prepared").exit_code == 0
         predicted = run("predict", photos, "--checkpoint", checkpoint, "--boxes",
                         tmp_path / "boxes.json", "--out", tmp_path / "predicted", "--draw",
-                        "--batch-images", 0, "-q")
+                        "--workers", 0, "-q")
         assert predicted.exit_code == 0, predicted.output
         generated = run("prepare-data", "--synthetic", "--images", 6, "--out",
                         tmp_path / "synthetic", "-q")

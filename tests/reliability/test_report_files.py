@@ -17,7 +17,7 @@ import pytest
 from markupsafe import escape
 
 from faults_support import run
-from ivr_core.config import Config
+from ivr_core.config import Config, merge
 from ivr_core.visualization import save_figures
 
 MATH = r"$\foo$"  # matplotlib: "Unknown symbol: \foo" when read as mathtext
@@ -44,10 +44,8 @@ def metrics(ap: float) -> dict:
 def run_folder(root, name, model="memory", ap=0.5, log=(), results=None, graph=None):
     folder = root / name
     (folder / "visualizations").mkdir(parents=True)
-    cfg = Config()
-    cfg.model.type = model
-    if graph is not None:
-        cfg.graph.file = str(graph)
+    cfg = merge(Config(), {"model": {"type": model},
+                           "graph": {"file": "" if graph is None else str(graph)}}, "a test")
     (folder / "config.toml").write_text(cfg.to_toml())
     lines = log or [json.dumps({"iter": it, "loss": 1.0 / it, "losses": {"final": 0.5 / it},
                                 "lr": 1e-3, "s_per_iter": 0.1, "data_s": 0.0,

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ivr_cli.main import app
-from ivr_core.config import Config
+from ivr_core.config import load_config
 from ivr_core.report import write_report
 
 runner = CliRunner()
@@ -47,9 +47,7 @@ def metrics(base: float, per_class_ap: dict[str, float]) -> dict:
 def make_run(root, name, model, lr, iterations, per_class, base, log=True, results=True):
     run = root / name
     (run / "checkpoints").mkdir(parents=True)
-    cfg = Config()
-    cfg.model.type = model
-    cfg.train.lr = lr
+    cfg = load_config(overrides=[f"model.type={model}", f"train.lr={lr}"])
     (run / "config.toml").write_text(cfg.to_toml())
     (run / "env.json").write_text(json.dumps({"ivr": "0.1.0", "python": "3.11.2",
                                               "CUDA available": "False",

@@ -9,6 +9,13 @@ from rich.table import Table
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+
+
+def note(text: str, warning: bool = False) -> None:
+    """A note of the core (``on_note``) on stderr; warnings in yellow."""
+    err.print(text, style="yellow" if warning else None, markup=False, highlight=False)
+
+
 HEADLINE = (("inst_ap", "inst AP"), ("inst_ac", "inst AC"), ("cls_ap", "cls AP"),
             ("cls_ac", "cls AC"))
 

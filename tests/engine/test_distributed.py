@@ -10,7 +10,8 @@ from conftest import TINY
 from ivr_cli.main import app
 from ivr_core.config import load_config
 from ivr_core.engine import checkpoint as ckpt
-from ivr_core.engine.trainer import read_log, train
+from ivr_core.engine.logger import read_log
+from ivr_core.engine.trainer import train
 
 runner = CliRunner()
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]

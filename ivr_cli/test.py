@@ -25,6 +25,7 @@ from ivr_core.utils.outputs import output_file, output_folder
 
 
 def test(
+    ctx: typer.Context,
     run_dir: Annotated[Optional[Path], typer.Option(
         help="Run folder: its newest checkpoint is evaluated.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file.")] = None,
@@ -62,7 +63,7 @@ def test(
     out = output_file(out or results_path(checkpoint, drop_regions), "--out", "results.json")
     if visualize:
         output_folder(out.parent / "visualizations", "--visualize: the figures' folder")
-    run_in_processes(nproc)
+    run_in_processes(ctx, nproc)
     state = state or load_checkpoint(checkpoint)
     if model and model != state["model_type"]:
         raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")

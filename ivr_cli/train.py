@@ -29,6 +29,7 @@ from ivr_core.utils.outputs import output_folder
 
 
 def train(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(
         help=f"Model type: {', '.join(MODEL_TYPES)} (model.type).")] = None,
     data: Annotated[Optional[Path], typer.Option(
@@ -59,7 +60,7 @@ def train(
                   train__iters=iters, runtime__device=device,
                   train__images_per_step=images_per_step)
     run_dir = output_folder(run_dir or Path("runs") / cfg.model.type, "--run-dir")
-    run_in_processes(nproc)
+    run_in_processes(ctx, nproc)
     result = run_train(cfg, run_dir, resume=resume, show_progress=not quiet, on_note=note)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"trained {cfg.model.type} to iteration {result.iterations} in "

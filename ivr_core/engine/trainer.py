@@ -5,6 +5,9 @@ The data order depends only on (seed, image position) and the model has no rando
 beyond its seeded init, so a resumed run continues exactly where the checkpoint left off.
 Nothing in a step waits for the device: losses and the non-finite check stay on it until a
 log or checkpoint iteration.
+
+:mod:`ivr_core.engine.prepare` builds what the loop starts from; here are one step
+(:func:`_step`) and the loop (:func:`_loop`), which logs, saves and stops on a signal.
 """
 
 from __future__ import annotations

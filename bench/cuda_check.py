@@ -419,7 +419,7 @@ def train_command(run: Run, data: Path, run_dir: Path, device: str, threads: int
 
 
 def _log_iter(run_dir: Path) -> int:
-    from ivr_core.engine.trainer import read_log
+    from ivr_core.engine.logger import read_log
     try:
         records = read_log(run_dir)
     except (OSError, ValueError):  # a line being written
@@ -465,7 +465,7 @@ def _kill_at_random_iteration(run: Run, proc: subprocess.Popen, run_dir: Path) -
 
 
 def _losses(run_dir: Path) -> list[tuple[int, float]]:
-    from ivr_core.engine.trainer import read_log
+    from ivr_core.engine.logger import read_log
     return [(r["iter"], r["loss"]) for r in read_log(run_dir)]
 
 

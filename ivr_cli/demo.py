@@ -23,7 +23,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ivr_cli.display import err, results_table, out as console
+from ivr_cli.display import err, note, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
 from ivr_cli.prepare_data import check_image_count, generate_synthetic, print_report
 from ivr_cli.prepare_graph import mine
@@ -119,7 +119,7 @@ def demo(
         with warnings.catch_warnings():  # the preset trains from scratch on purpose
             warnings.simplefilter("ignore", RandomInitWarning)
             trained = run_train(cfg, out / name, resume=True, show_progress=not quiet,
-                                console=err)
+                                on_note=note)
         console.print(f"{name}: {trained.iterations} iterations, "
                       f"{trained.seconds:.0f} s this session")
         results[name] = run_test(trained.checkpoint, cfg, load_checkpoint(trained.checkpoint),

@@ -13,6 +13,10 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def note(text: str, warning: bool = False) -> None:
+    """A note of the core (``on_note``) on stderr; warnings in yellow."""
+    err.print(text, style="yellow" if warning else None, markup=False, highlight=False)
+
 
 def _fmt(value: float) -> str:
     return "-" if value != value else f"{value:.3f}"  # NaN -> "-"

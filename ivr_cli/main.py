@@ -12,13 +12,21 @@ from typer.core import TyperGroup
 
 from ivr_cli import build_ext, demo, env, predict, prepare_data, prepare_graph, test, train
 from ivr_cli import export, report
+from ivr_cli.processes import remember_argv
 from ivr_core.errors import IvrError
 from ivr_core.models.backbone import RandomInitWarning
 from ivr_core.ops import OpsBackendWarning
 
 
 class IvrGroup(TyperGroup):
-    """Prints an IvrError as ``error: <message>`` and exits 1 (IVR_DEBUG=1: traceback)."""
+    """Prints an IvrError as ``error: <message>`` and exits 1 (IVR_DEBUG=1: traceback);
+    keeps the command line for ``--nproc`` (:mod:`ivr_cli.processes`)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        argv = list(args)
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        remember_argv(ctx, argv)
+        return ctx
 
     def invoke(self, ctx):
         try:

@@ -9,7 +9,6 @@ Examples::
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,8 +16,8 @@ import typer
 
 from ivr_cli.display import err, results_table, out as console
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
+from ivr_cli.processes import run_in_processes
 from ivr_core.engine.checkpoint import checkpoint_dir, latest_checkpoint, load_checkpoint
-from ivr_core.engine.launch import launch
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.metrics import HEADLINE_KEYS
 from ivr_core.evaluation.tester import results_path, run_test
@@ -27,6 +26,7 @@ from ivr_core.utils.outputs import output_file, output_folder
 
 
 def test(
+    ctx: typer.Context,
     run_dir: Annotated[Optional[Path], typer.Option(
         help="Run folder: its newest checkpoint is evaluated.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file.")] = None,
@@ -64,21 +64,7 @@ def test(
     out = output_file(out or results_path(checkpoint, drop_regions), "--out", "results.json")
     if visualize:
         output_folder(out.parent / "visualizations", "--visualize: the figures' folder")
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        args = ["test", "--checkpoint", str(checkpoint), "--visualize", str(visualize),
-                "--drop-regions", str(drop_regions), *(["-q"] if quiet else [])]
-        for flag, value in (("--split", split), ("--data", data), ("--model", model),
-                            ("--out", out), ("--device", device)):
-            if value is not None:
-                args += [flag, str(value)]
-        for path in config or []:
-            args += ["--config", str(path)]
-        for item in set_ or []:
-            args += ["--set", item]
-        code = launch(args, nproc)
-        if code:
-            raise typer.Exit(code)
-        return
+    run_in_processes(ctx, nproc)
     state = state or load_checkpoint(checkpoint)
     if model and model != state["model_type"]:
         raise IvrError(f"{checkpoint} holds a '{state['model_type']}' model, not '{model}'")

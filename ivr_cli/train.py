@@ -18,9 +18,10 @@ from typing import Annotated, Optional
 import typer
 
 from ivr_cli.display import err as console
+from ivr_cli.display import note
 from ivr_cli.options import ConfigFiles, Device, Quiet, SetItems, resolve
+from ivr_cli.processes import run_in_processes
 from ivr_core.config import MODEL_TYPES
-from ivr_core.engine.launch import launch
 from ivr_core.engine.trainer import train as run_train
 from ivr_core.errors import IvrError
 from ivr_core.utils.outputs import output_folder
@@ -28,6 +29,7 @@ from ivr_core.utils.outputs import output_folder
 
 
 def train(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Option(
         help=f"Model type: {', '.join(MODEL_TYPES)} (model.type).")] = None,
     data: Annotated[Optional[Path], typer.Option(
@@ -58,20 +60,8 @@ def train(
                   train__iters=iters, runtime__device=device,
                   train__images_per_step=images_per_step)
     run_dir = output_folder(run_dir or Path("runs") / cfg.model.type, "--run-dir")
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        args = ["train", "--run-dir", str(run_dir), *(["-q"] if quiet else []),
-                *(["--resume"] if resume else [])]
-        for path in config or []:
-            args += ["--config", str(path)]
-        for item in [*(set_ or []), f"model.type={cfg.model.type}", f"data.dir={cfg.data.dir}",
-                     f"train.iters={cfg.train.iters}", f"runtime.device={cfg.runtime.device}",
-                     f"train.images_per_step={cfg.train.images_per_step}"]:
-            args += ["--set", item]
-        code = launch(args, nproc)
-        if code:
-            raise typer.Exit(code)
-        return
-    result = run_train(cfg, run_dir, resume=resume, show_progress=not quiet, console=console)
+    run_in_processes(ctx, nproc)
+    result = run_train(cfg, run_dir, resume=resume, show_progress=not quiet, on_note=note)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"trained {cfg.model.type} to iteration {result.iterations} in "
                       f"{result.seconds:.0f} s; checkpoint {result.checkpoint}")

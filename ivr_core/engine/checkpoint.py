@@ -122,6 +122,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def check_compatible(state: dict, model_type: str, classes: list[str], source: str) -> None:
+    """An IvrError unless the checkpoint ``state`` (read from ``source``) holds a
+    ``model_type`` model trained on ``classes``."""
+    if state["model_type"] != model_type:
+        raise IvrError(f"{source} holds a '{state['model_type']}' model, not '{model_type}'; "
+                       f"use --model {state['model_type']} or another checkpoint")
+    if state["classes"] != classes:
+        raise IvrError(f"{source} was trained on {len(state['classes'])} classes but the data "
+                       f"has {len(classes)} (or other names); use the data it was trained on")
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> tuple[dict | None, list[str]]:
     """The newest checkpoint of ``run_dir`` that loads, and a note for each one skipped."""
     skipped = []

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ivr_core.config import RuntimeConfig
+from ivr_core.engine.runtime import setup
+
 
 @dataclass
 class World:
@@ -55,6 +58,11 @@ def init(device_type: str) -> World:
     return World(rank, size, local, dist.new_group(backend="gloo"))
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def start(runtime: RuntimeConfig) -> tuple[torch.device, World]:
+    """Apply the process-wide ``runtime`` settings, join the process group torchrun
+    describes, and return this process's device (its own GPU under torchrun) and world."""
+    device = setup(runtime)
+    world = init(device.type)
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    return device, world

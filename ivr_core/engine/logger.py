@@ -10,8 +10,10 @@ uninterrupted run logs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -22,9 +24,36 @@ from ivr_core.utils.outputs import writing
 _RESUME = "free space and continue with --resume"
 
 
+def log_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "log.jsonl"
+
+
+def log_lines(text: str) -> Iterator[tuple[str, dict | None]]:
+    """Each non-blank line of a ``log.jsonl`` text with its record, or with None where the
+    line is not a JSON object (torn by a kill, or damaged)."""
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        yield line, record if isinstance(record, dict) else None
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of the run's ``log.jsonl`` in file order (none without the file); a line
+    that is not a JSON object is skipped."""
+    path = log_path(run_dir)
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [record for _, record in log_lines(text) if record is not None]
+
+
 class MetricsLog:
     def __init__(self, run_dir: Path, start: int, enabled: bool = True):
-        self.path = Path(run_dir) / "log.jsonl"
+        self.path = log_path(run_dir)
         self.enabled = enabled
         if enabled:
             with writing(self.path, _RESUME):
@@ -41,11 +70,11 @@ class MetricsLog:
         if not self.path.is_file():
             return
         kept = []
-        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line, record in log_lines(self.path.read_text(encoding="utf-8", errors="replace")):
             try:
-                if json.loads(line)["iter"] <= start:
+                if record is not None and record["iter"] <= start:
                     kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (KeyError, TypeError):
                 continue
         write_text(self.path, "".join(line + "\n" for line in kept))
 

@@ -5,41 +5,38 @@ The data order depends only on (seed, image position) and the model has no rando
 beyond its seeded init, so a resumed run continues exactly where the checkpoint left off.
 Nothing in a step waits for the device: losses and the non-finite check stay on it until a
 log or checkpoint iteration.
+
+:mod:`ivr_core.engine.prepare` builds what the loop starts from; here are one step
+(:func:`_step`) and the loop (:func:`_loop`), which logs, saves and stops on a signal.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import torch
-from rich.console import Console
-from rich.progress import TextColumn
-from torch.nn.parallel import DistributedDataParallel
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ivr_core import __version__
-from ivr_core.config import Config, model_changes
-from ivr_core.data.dataset import IterationSampler, RegionDataset, load_prepared
+from ivr_core.config import Config
+from ivr_core.data.dataset import IterationSampler
 from ivr_core.engine import checkpoint as ckpt
 from ivr_core.engine import distributed
 from ivr_core.engine.logger import MetricsLog
-from ivr_core.engine.optim import lr_at, make_optimizer, set_lr
-from ivr_core.engine.runlock import RunLock
-from ivr_core.engine.runtime import autocast, compile_dense_parts, grad_scaler, setup
-from ivr_core.envinfo import collect as collect_env
-from ivr_core.graph.knowledge import load_graph
+from ivr_core.engine.optim import lr_at, set_lr
+from ivr_core.engine.prepare import (OnNote, Training, data_parallel, memory_format,
+                                     prepare_training, print_note)
+from ivr_core.engine.runtime import autocast
 from ivr_core.errors import IvrError
-from ivr_core.models import build_model, model_from_state
 from ivr_core.models.heads import candidate_names
-from ivr_core.utils.io import write_json, write_text
-from ivr_core.utils.outputs import writing
-from ivr_core.utils.progress import make_progress
+from ivr_core.utils.progress import status_progress
 
 
 @dataclass
@@ -75,55 +72,6 @@ def _catch_signals(stop: _StopRequest):
             signal.signal(s, handler)
 
 
-def check_compatible(state: dict, model_type: str, classes: list[str], source: str) -> None:
-    if state["model_type"] != model_type:
-        raise IvrError(f"{source} holds a '{state['model_type']}' model, not '{model_type}'; "
-                       f"use --model {state['model_type']} or another checkpoint")
-    if state["classes"] != classes:
-        raise IvrError(f"{source} was trained on {len(state['classes'])} classes but the data "
-                       f"has {len(classes)} (or other names); use the data it was trained on")
-
-
-def _resume_state(run_dir: Path, resume: bool, cfg: Config, classes: list[str],
-                  console: Console) -> dict | None:
-    if not ckpt.list_checkpoints(run_dir):
-        return None
-    if not resume:
-        raise IvrError(f"run folder {run_dir} already holds checkpoints; pass --resume to "
-                       "continue it, or choose another --run-dir")
-    state, skipped = ckpt.latest_checkpoint(run_dir)
-    for note in skipped:
-        console.print(f"skipped {note}", style="yellow", markup=False, highlight=False)
-    if state is None:
-        raise IvrError(f"no checkpoint in {ckpt.checkpoint_dir(run_dir)} could be loaded")
-    check_compatible(state, cfg.model.type, classes, state["path"])
-    saved = state["config"].get("train", {}).get("optimizer")
-    if saved != cfg.train.optimizer:
-        raise IvrError(f"{state['path']} was trained with train.optimizer = {saved}, not "
-                       f"{cfg.train.optimizer}; resume with --set train.optimizer={saved}, or "
-                       "start a new --run-dir")
-    for part in ("optimizer", "rng"):
-        if not isinstance(state.get(part), dict):
-            raise IvrError(f"cannot resume from {state['path']}: it holds no {part} state")
-    return state
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict, cfg: Config) -> None:
-    """The checkpoint's optimizer state (momenta, step counts) with the hyperparameters of
-    ``cfg`` (the resumed run's config.toml); parameter groups that do not fit are an
-    IvrError naming the model settings that changed."""
-    saved = state["optimizer"]
-    groups = [dict(fresh, params=old["params"]) for fresh, old in
-              zip(optimizer.state_dict()["param_groups"], saved.get("param_groups", []))]
-    try:
-        optimizer.load_state_dict({"state": saved.get("state", {}), "param_groups": groups})
-    except (ValueError, KeyError, TypeError) as e:
-        why = ", ".join(model_changes(state["config"], cfg)) or " ".join(str(e).split())[:200]
-        raise IvrError(f"the optimizer state of {state['path']} does not fit the model the "
-                       f"config builds: {why}; leave the checkpoint's model settings as they "
-                       "are") from None
-
-
 class _NonFinite:
     """Remembers, on the device, whether a step's loss was not finite; read (one sync) only
     at log and checkpoint iterations, and before a bad update could be saved."""
@@ -149,196 +97,177 @@ class _NonFinite:
 
 
 def train(cfg: Config, run_dir: str | Path, resume: bool = False, show_progress: bool = True,
-          console: Console | None = None) -> TrainResult:
+          on_note: OnNote = print_note) -> TrainResult:
     """Train (or, with ``resume``, continue) a model in ``run_dir``; the main process holds
-    the run folder's lock (:class:`~ivr_core.engine.runlock.RunLock`) to the end."""
+    the run folder's lock (:class:`~ivr_core.engine.runlock.RunLock`) to the end. Notes for
+    the user go to ``on_note`` (see :mod:`ivr_core.engine.prepare`)."""
     with contextlib.ExitStack() as held:
-        return _train(cfg, run_dir, resume, show_progress, console, held)
+        run = prepare_training(cfg, Path(run_dir), resume, held, on_note)
+        if run.start >= cfg.train.iters:
+            last = Path(run.state["path"]) if run.state else \
+                ckpt.checkpoint_path(run.run_dir, run.start)
+            return TrainResult(run.run_dir, run.start, last, 0.0, run.start)
+        return _loop(run, show_progress)
 
 
-def _train(cfg: Config, run_dir: str | Path, resume: bool, show_progress: bool,
-           console: Console | None, held: contextlib.ExitStack) -> TrainResult:
-    run_dir = Path(run_dir)
-    device = setup(cfg.runtime)
-    world = distributed.init(device.type)
-    lock = held.enter_context(RunLock(run_dir))
-    if world.main and run_dir.is_dir():
-        lock.acquire()  # a second run on the folder is refused before any work
-    if world.size > 1 and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
-    console = console or Console(stderr=True, soft_wrap=True)
-    if not world.main:
-        console, show_progress = Console(quiet=True), False
-    t = cfg.train
-    split = load_prepared(cfg.data.dir, cfg.data.train_split, cfg.data.min_count, cfg.data.root,
-                          cfg.data.dataset)
-    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=cfg.data.flip,
-                            max_pixels=cfg.data.max_pixels)
-    if len(dataset) == 0:
-        raise IvrError(f"{split.path} has no image with regions to train on")
-    state = _resume_state(run_dir, resume, cfg, split.classes, console)
+class _Images:
+    """The samples of each step from the loader; an unreadable image is noted (once) and
+    left out. With DDP every process must run a backward: a step without a readable image
+    then runs an earlier one with weight 0."""
 
-    torch.manual_seed(t.seed)
-    if state is not None:
-        model = model_from_state(cfg, state)
-    else:
-        graph = load_graph(split, cfg.graph.file) if cfg.model.type in ("global", "full") else None
-        model = build_model(cfg, split.num_classes, graph=graph)
-    model = model.to(device)
-    memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    compile_dense_parts(model, cfg.runtime)
-    optimizer = make_optimizer(model, t)
-    scaler = grad_scaler(cfg.runtime, device)
-    start = 0
-    if state is not None:
-        _load_optimizer(optimizer, state, cfg)
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start = state["iteration"]
-        console.print(f"resuming {run_dir} from iteration {start} ({state['path']})")
-    if world.main:
-        lock.acquire()  # (if not yet) before the first write; creates the folder
-        for partial in ckpt.remove_partial(run_dir):
-            console.print(f"removed {partial.name}, a checkpoint write that was interrupted")
-        with writing(run_dir, "free space and run the same command again"):
-            write_text(run_dir / "config.toml", cfg.to_toml())
-            write_json(run_dir / "env.json", dict(collect_env()), indent=1)
-    if start >= t.iters:
-        last = ckpt.checkpoint_path(run_dir, start)
-        return TrainResult(run_dir, start, Path(state["path"]) if state else last, 0.0, start)
+    def __init__(self, run: Training):
+        t, world = run.cfg.train, run.world
+        self.per_step, self.note, self.distributed = t.images_per_step, run.note, world.size > 1
+        sampler = IterationSampler(len(run.dataset), t.seed, run.start, t.iters,
+                                   batch=world.size * self.per_step,
+                                   first=world.rank * self.per_step, count=self.per_step)
+        workers = run.cfg.data.workers
+        self.loader = iter(DataLoader(run.dataset, batch_size=None, sampler=sampler,
+                                      num_workers=workers, pin_memory=run.device.type == "cuda",
+                                      prefetch_factor=4 if workers else None))
+        self.skipped: set[str] = set()
+        self.last_good: dict | None = None
 
-    net = model
-    if world.size > 1:  # frozen parameters have requires_grad=False: nothing goes unused,
-        # except the update path of a memory model with a single iteration
-        unused = cfg.model.type == "memory" and cfg.memory.iterations == 1
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                      else None, find_unused_parameters=unused)
+    def next_step(self) -> tuple[list[dict], float] | None:
+        """The step's samples and each one's loss weight (1 / readable images), or None
+        when the step has nothing to train on."""
+        samples = [next(self.loader) for _ in range(self.per_step)]
+        for s in samples:
+            if "error" in s and s["error"] not in self.skipped:
+                self.skipped.add(s["error"])
+                self.note(f"warning: {s['error']}; skipped", warning=True)
+        good = [s for s in samples if "error" not in s]
+        self.last_good = good[-1] if good else self.last_good
+        if good:
+            return good, 1.0 / len(good)
+        if self.distributed and self.last_good is not None:
+            return [self.last_good], 0.0
+        return None
 
-    def snapshot(iteration: int) -> Path:
-        path = ckpt.checkpoint_path(run_dir, iteration)
-        window = log.window(world)  # every process's open logging window
-        if not world.main:
-            return path
-        try:
-            ckpt.save_checkpoint(path, {
-                "iteration": iteration, "model_type": cfg.model.type, "classes": split.classes,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "config": cfg.to_dict(),
-                "rng": {"torch": torch.get_rng_state()}, "log_window": window,
-                "ivr_version": __version__})
-        except OSError as e:  # disk full, quota, permissions: the previous one is intact
-            previous = last_path if last_path.exists() else "none"
-            raise IvrError(f"cannot write checkpoint {path} ({e.strerror or e}); the previous "
-                           f"checkpoint ({previous}) is intact: free space and continue with "
-                           "--resume") from None
-        ckpt.prune_checkpoints(run_dir, t.keep_last)
-        return path
 
-    per_step = t.images_per_step
-    sampler = IterationSampler(len(dataset), t.seed, start, t.iters, batch=world.size * per_step,
-                               first=world.rank * per_step, count=per_step)
-    loader = iter(DataLoader(dataset, batch_size=None, sampler=sampler,
-                             num_workers=cfg.data.workers, pin_memory=device.type == "cuda",
-                             prefetch_factor=4 if cfg.data.workers else None))
-    log = MetricsLog(run_dir, start, enabled=world.main)
-    if state is not None:  # the window open at the checkpoint (a stop between log lines)
-        log.restore(state.get("log_window"), world, device)
-    stop, nonfinite = _StopRequest(), _NonFinite()
-    skipped_images: set[str] = set()
-    updates, last_good = 0, None
-    last_path = ckpt.checkpoint_path(run_dir, start)
-    began = time.perf_counter()
-    model.train()
-    progress = make_progress(TextColumn("{task.fields[status]}"))
-
-    def check_finite() -> None:
-        bad = nonfinite.first(world)
-        if bad is not None:
-            raise IvrError(
-                f"loss is {bad[1]} at iteration {bad[0]}; training stopped. The last good "
-                f"checkpoint is {last_path if last_path.exists() else 'none'}; lower "
-                "train.lr (or add train.warmup_iters) and --resume")
-
-    def one_image(sample: dict, weight: float, sync: bool) -> dict:
+def _step(run: Training, net: nn.Module, batch: list[dict], weight: float, iteration: int,
+          log: MetricsLog, nonfinite: _NonFinite) -> None:
+    """One update from ``batch``: each image's forward and backward (the gradients, scaled
+    by ``weight``, are synchronised across processes at the last one), then the optimizer's
+    step. Losses stay on the device."""
+    device, model, scaler = run.device, run.model, run.scaler
+    for j, sample in enumerate(batch):
         image = sample["image"].to(device, non_blocking=True)[None]
-        image = image.contiguous(memory_format=memory_format)
+        image = image.contiguous(memory_format=memory_format(run.cfg))
         boxes = sample["boxes"].to(device, non_blocking=True)
         classes = sample["classes"].to(device, non_blocking=True)
-        with contextlib.nullcontext() if sync or world.size == 1 else net.no_sync():
-            with autocast(cfg.runtime, device):
+        sync = j == len(batch) - 1 or run.world.size == 1
+        with contextlib.nullcontext() if sync else net.no_sync():
+            with autocast(run.cfg.runtime, device):
                 outputs = net(image, boxes)
                 parts = model.losses(outputs, classes)
             scaler.scale(sum(parts.values()) * weight).backward()
-        return parts, outputs
+        if weight:
+            loss = sum(parts.values())
+            nonfinite.add(iteration + 1, loss)
+            log.add(loss=loss, parts=parts, attention=attention_means(outputs))
+    scaler.step(run.optimizer)
+    scaler.update()
 
-    with _catch_signals(stop), log, progress if show_progress else _null():
-        task = progress.add_task(f"train {cfg.model.type}", total=t.iters, completed=start,
-                                 status="")
-        it = start
+
+def _loop(run: Training, show_progress: bool) -> TrainResult:
+    """Steps from ``run.start`` to ``train.iters``: log every ``train.log_every``, save
+    every ``train.snapshot_every`` and at the end; a SIGINT/SIGTERM saves and stops."""
+    t, world = run.cfg.train, run.world
+    net, images = data_parallel(run), _Images(run)
+    log = MetricsLog(run.run_dir, run.start, enabled=world.main)
+    if run.state is not None:  # the window open at the checkpoint (a stop between log lines)
+        log.restore(run.state.get("log_window"), world, run.device)
+    stop, nonfinite, progress = _StopRequest(), _NonFinite(), status_progress()
+    it, updates, began = run.start, 0, time.perf_counter()
+    last_path = ckpt.checkpoint_path(run.run_dir, run.start)
+    run.model.train()
+    with _catch_signals(stop), log, progress if show_progress else contextlib.nullcontext():
+        task = progress.add_task(f"train {run.cfg.model.type}", total=t.iters,
+                                 completed=run.start, status="")
         tick = time.perf_counter()
         try:
             while it < t.iters:
-                samples = [next(loader) for _ in range(per_step)]
+                step = images.next_step()
                 fetched = time.perf_counter()
-                for s in samples:
-                    if "error" in s and s["error"] not in skipped_images:
-                        skipped_images.add(s["error"])
-                        console.print(f"[yellow]warning: {s['error']}; skipped[/]")
-                good = [s for s in samples if "error" not in s]
-                last_good = good[-1] if good else last_good
                 lr = lr_at(it, t)
-                set_lr(optimizer, lr)
+                set_lr(run.optimizer, lr)
                 # gradients stay allocated between steps (zeroed, not freed): no 650 MB of
                 # fresh pages per memory-model step, and a flatter peak
-                optimizer.zero_grad(set_to_none=False)
-                if not good and (world.size == 1 or last_good is None):
-                    it += 1  # nothing readable in this step: skip it
+                run.optimizer.zero_grad(set_to_none=False)
+                if step is None:  # nothing readable in this step: skip it
+                    it += 1
                     tick = time.perf_counter()
                     continue
-                # with DDP every process must run a backward: an unreadable image is replaced
-                # by an earlier one with weight 0
-                batch = good or [last_good]
-                weight = 1.0 / len(good) if good else 0.0
-                for j, sample in enumerate(batch):
-                    parts, outputs = one_image(sample, weight, sync=j == len(batch) - 1)
-                    if good:
-                        loss = sum(parts.values())
-                        nonfinite.add(it + 1, loss)
-                        log.add(loss=loss, parts=parts, attention=attention_means(outputs))
-                scaler.step(optimizer)
-                scaler.update()
-                updates += bool(good)
+                _step(run, net, *step, it, log, nonfinite)
+                updates += step[1] > 0
                 it += 1
                 now = time.perf_counter()
                 log.time(lr=lr, step_s=now - tick, data_s=fetched - tick)
                 tick = now
                 save = it % t.snapshot_every == 0 or it == t.iters
                 if save or it % t.log_every == 0:
-                    check_finite()  # before anything is saved
+                    _check_finite(nonfinite, world, last_path)  # before anything is saved
                     record = log.flush(it, world)
                     if record:
                         progress.update(task, completed=it, status=_status(record))
                 if save:
-                    last_path = snapshot(it)
+                    last_path = _snapshot(run, log, it, last_path)
                 if world.any(stop.signal is not None):
                     stop.signal = stop.signal or signal.SIGTERM
                     break
         except RuntimeError:
             if stop.signal is None:  # a DataLoader worker died of the signal otherwise
                 raise
-    if updates == 0 and it > start and world.size == 1:
-        raise IvrError(f"no training step ran: none of the {len(skipped_images)} images met "
+    if updates == 0 and it > run.start and world.size == 1:
+        raise IvrError(f"no training step ran: none of the {len(images.skipped)} images met "
                        "could be read (see the warnings above); check the dataset files")
     if stop.signal is not None:
-        check_finite()
-        if it > start and last_path != ckpt.checkpoint_path(run_dir, it):
-            last_path = snapshot(it)
-        name = signal.Signals(stop.signal).name
-        raise IvrError(f"stopped by {name} at iteration {it}; checkpoint {last_path}; "
-                       "continue with the same command and --resume")
-    return TrainResult(run_dir, it, last_path, time.perf_counter() - began, start)
+        _stopped(run, log, nonfinite, it, last_path, stop.signal)
+    return TrainResult(run.run_dir, it, last_path, time.perf_counter() - began, run.start)
+
+
+def _stopped(run: Training, log: MetricsLog, nonfinite: _NonFinite, iteration: int,
+             last_path: Path, signum: int) -> NoReturn:
+    """After a stop request: save ``iteration`` unless it is saved, and say how to go on."""
+    _check_finite(nonfinite, run.world, last_path)
+    if iteration > run.start and last_path != ckpt.checkpoint_path(run.run_dir, iteration):
+        last_path = _snapshot(run, log, iteration, last_path)
+    raise IvrError(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; "
+                   f"checkpoint {last_path}; continue with the same command and --resume")
+
+
+def _check_finite(nonfinite: _NonFinite, world: distributed.World, last_path: Path) -> None:
+    bad = nonfinite.first(world)
+    if bad is not None:
+        raise IvrError(
+            f"loss is {bad[1]} at iteration {bad[0]}; training stopped. The last good "
+            f"checkpoint is {last_path if last_path.exists() else 'none'}; lower "
+            "train.lr (or add train.warmup_iters) and --resume")
+
+
+def _snapshot(run: Training, log: MetricsLog, iteration: int, previous: Path) -> Path:
+    """Save the checkpoint of ``iteration`` (on the main process; every process must call)
+    and prune old ones; a failed write names ``previous``, the one still intact."""
+    path = ckpt.checkpoint_path(run.run_dir, iteration)
+    window = log.window(run.world)  # every process's open logging window
+    if not run.world.main:
+        return path
+    cfg = run.cfg
+    try:
+        ckpt.save_checkpoint(path, {
+            "iteration": iteration, "model_type": cfg.model.type, "classes": run.split.classes,
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict(), "config": cfg.to_dict(),
+            "rng": {"torch": torch.get_rng_state()}, "log_window": window,
+            "ivr_version": __version__})
+    except OSError as e:  # disk full, quota, permissions: the previous one is intact
+        previous = previous if previous.exists() else "none"
+        raise IvrError(f"cannot write checkpoint {path} ({e.strerror or e}); the previous "
+                       f"checkpoint ({previous}) is intact: free space and continue with "
+                       "--resume") from None
+    ckpt.prune_checkpoints(run.run_dir, cfg.train.keep_last)
+    return path
 
 
 def attention_means(outputs: dict) -> dict[str, torch.Tensor]:
@@ -354,15 +283,3 @@ def _status(record: dict) -> str:
     parts = " ".join(f"{k} {v:.3f}" for k, v in record["losses"].items())
     return (f"loss {record['loss']:.3f} ({parts}) lr {record['lr']:.2e} "
             f"{record['s_per_iter']:.2f}s/it")
-
-
-@contextmanager
-def _null():
-    yield
-
-
-def read_log(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "log.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

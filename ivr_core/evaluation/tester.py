@@ -12,9 +12,8 @@ from torch.utils.data import DataLoader, Subset
 from ivr_core.config import Config
 from ivr_core.data.dataset import PreparedSplit, RegionDataset, load_prepared
 from ivr_core.engine import distributed
-from ivr_core.engine.checkpoint import load_checkpoint
-from ivr_core.engine.runtime import compile_dense_parts, setup
-from ivr_core.engine.trainer import check_compatible
+from ivr_core.engine.checkpoint import check_compatible
+from ivr_core.engine.runtime import compile_dense_parts
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.metrics import HEADLINE_KEYS, evaluate
 from ivr_core.models import model_from_state
@@ -231,10 +230,7 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
     reasoning input (they are still scored), for robustness studies."""
     if visualize < 0:
         raise IvrError(f"visualize must be >= 0, not {visualize}")
-    device = setup(cfg.runtime)
-    world = distributed.init(device.type)
-    if world.size > 1 and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
+    device, world = distributed.start(cfg.runtime)
     split_name = split_name or cfg.data.test_split
     split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root,
                           cfg.data.dataset)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ivr_core.data.dataset import prepared_name
 from ivr_core.engine.checkpoint import list_checkpoints
+from ivr_core.engine.logger import log_lines, log_path
 from ivr_core.errors import IvrError
 from ivr_core.graph.knowledge import graph_path
 from ivr_core.utils import tomltext
@@ -88,21 +89,14 @@ def _read_config(run: Run) -> dict | None:
 def _read_log(run: Run) -> list[dict]:
     """Records of ``log.jsonl`` sorted by iteration; a torn or bad line is skipped (and
     noted): the file may be appended to while we read it."""
-    path = run.path / "log.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = log_path(run.path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         run.notes.append(f"log.jsonl could not be read ({type(e).__name__})")
         return []
     records, bad, dropped = [], 0, 0
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        iteration = _iteration(record.get("iter")) if isinstance(record, dict) else None
+    for _, record in log_lines(text):
+        iteration = _iteration(record.get("iter")) if record is not None else None
         if iteration is None:
             bad += 1
             continue

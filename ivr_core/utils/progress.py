@@ -112,6 +112,11 @@ def make_progress(*extra_columns, transient: bool = False) -> Progress | LinePro
                     *extra_columns, console=console, transient=transient)
 
 
+def status_progress() -> Progress | LineProgress:
+    """:func:`make_progress` with a status after the bar: ``update(task, status=text)``."""
+    return make_progress(TextColumn("{task.fields[status]}"))
+
+
 def progress_bar(items: Iterable[T], total: int, description: str,
                  enabled: bool = True) -> Iterator[T]:
     if not enabled:

@@ -1,6 +1,8 @@
 """Two processes (gloo on the CPU) against one process doing the same work."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +12,8 @@ from conftest import TINY
 from ivr_cli.main import app
 from ivr_core.config import load_config
 from ivr_core.engine import checkpoint as ckpt
-from ivr_core.engine.trainer import read_log, train
+from ivr_core.engine.logger import read_log
+from ivr_core.engine.trainer import train
 
 runner = CliRunner()
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -79,3 +82,14 @@ def test_distributed_test_equals_single_process(synthetic_data, tmp_path):
                 "iterations", "num_images"):
         assert outs[1][key] == outs[2][key], key
     assert outs[1]["iterations"][0]["num_regions"] > 0
+
+
+def test_a_user_error_in_every_process_is_one_line_each_without_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "ivr_cli", "train", "--nproc", "2", "--data",
+                           str(tmp_path / "none"), "--run-dir", str(tmp_path / "run"), "-q",
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert sorted(line.split(":")[0] for line in lines) == ["[rank 1] error", "error"], \
+        done.stderr  # torchrun's own failure report (a traceback, a table) is left out
+    assert all("prepared split not found" in line for line in lines), done.stderr

@@ -6,7 +6,8 @@ import torch
 
 from ivr_core.engine import checkpoint as ckpt
 from ivr_core.engine.optim import lr_at
-from ivr_core.engine.trainer import read_log, train
+from ivr_core.engine.logger import read_log
+from ivr_core.engine.trainer import train
 from ivr_core.config import TrainConfig
 from ivr_core.errors import IvrError
 

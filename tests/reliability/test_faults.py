@@ -18,7 +18,8 @@ import torch
 from conftest import TINY
 from ivr_core.config import load_config
 from ivr_core.engine import checkpoint as ckpt
-from ivr_core.engine.trainer import read_log, train
+from ivr_core.engine.logger import read_log
+from ivr_core.engine.trainer import train
 from ivr_core.errors import IvrError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -36,8 +37,7 @@ def _wait_for_log(run_dir, at_least, proc, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
-        records = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()
-                   if x.strip()] if (run_dir / "log.jsonl").exists() else []
+        records = read_log(run_dir)  # a line being written is skipped
         if records and records[-1]["iter"] >= at_least:
             return records[-1]["iter"]
         time.sleep(0.05)

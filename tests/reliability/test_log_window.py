@@ -13,7 +13,7 @@ import torch
 
 from faults_support import sets, tiny
 from ivr_core.engine import checkpoint as ckpt
-from ivr_core.engine.trainer import read_log
+from ivr_core.engine.logger import read_log
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 

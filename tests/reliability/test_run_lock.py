@@ -3,7 +3,6 @@ holder's PID; the lock dies with its holder, SIGKILL included, so it is never st
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ import pytest
 
 from faults_support import sets, tiny
 from ivr_core.engine import checkpoint as ckpt
+from ivr_core.engine.logger import read_log
 from ivr_core.engine.runlock import RunLock
 from ivr_core.errors import IvrError
 
@@ -99,4 +99,4 @@ def test_two_trainings_on_one_run_folder(synthetic_data, tmp_path):
     resumed = subprocess.run(train_cmd(f"train.iters={ckpt.list_checkpoints(run_dir)[-1][0]}")
                              + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run_dir / "log.jsonl").read_text().splitlines()[0])["iter"] == 1
+    assert read_log(run_dir)[0]["iter"] == 1

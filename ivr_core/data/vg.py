@@ -43,7 +43,7 @@ from ivr_core.data.coco import to_box
 from ivr_core.data.dataset import prepared_name
 from ivr_core.data.prepare import SplitSummary, portable_root
 from ivr_core.errors import IvrError
-from ivr_core.utils.files import UnreadableFile, open_checked
+from ivr_core.utils.files import UnreadableFile, open_checked, read_text
 from ivr_core.utils.io import atomic_open, write_json
 from ivr_core.utils.progress import progress_bar
 
@@ -179,7 +179,11 @@ def read_aliases(path: str | os.PathLike) -> dict[str, str]:
     """``object_alias.txt``: each line a comma-separated synonym set; name -> its line's
     first name (normalised). A name on several lines keeps its first line."""
     aliases: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    try:
+        text = read_text(path, what="alias file")
+    except UnreadableFile as e:
+        raise IvrError(f"cannot read {e.path}: {e.reason}") from None
+    for line in text.splitlines():
         names = [n for n in (_clean(x) for x in line.split(",")) if n]
         if names:
             target = aliases.get(names[0], names[0])
@@ -241,8 +245,10 @@ def make_split(image_ids: list[int], seed: int) -> dict[str, list[int]]:
 
 def read_split(path: Path) -> dict[str, list[int]]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = json.loads(read_text(path, what="split file"))
+    except UnreadableFile as e:
+        raise IvrError(f"cannot read split file {path}: {e.reason}") from None
+    except json.JSONDecodeError as e:
         raise IvrError(f"cannot read split file {path}: {e}") from None
     splits = {k: v for k, v in doc.items() if k != "seed"} if isinstance(doc, dict) else None
     if not splits or not all(_SPLIT_NAME.fullmatch(k) and isinstance(v, list) and all(

@@ -91,6 +91,23 @@ def read_image(path: str | os.PathLike, max_pixels: int, root: str | os.PathLike
     return LoadedImage(bgr, header.orientation, cut_short)
 
 
+def decode_bytes_unchanged(data: bytes, max_pixels: int) -> np.ndarray:
+    """Image bytes decoded as stored (any depth and channel count, OpenCV's
+    IMREAD_UNCHANGED) once the header is within ``max_pixels``: the report's figures.
+    ValueError when they are no readable image or claim more pixels."""
+    try:
+        _checked_header(io.BytesIO(data), Path("figure"), max_pixels, "image")
+    except UnreadableFile as e:
+        raise ValueError(e.reason) from None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # OpenCV 5 raises on headers it refuses
+        raise ValueError(f"not a readable image ({str(e).strip().splitlines()[-1]})") from None
+    if image is None:
+        raise ValueError("not a readable image")
+    return image
+
+
 def _checked_header(f: BinaryIO, path: Path, max_pixels: int, what: str) -> ImageHeader:
     found = _pillow_header(f)
     if found is None:

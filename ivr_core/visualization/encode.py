@@ -16,12 +16,17 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ivr_core.utils.images import decode_bytes_unchanged
+
 __all__ = ["EncodedImage", "decode_image", "encode_for_page", "is_photo_like"]
 
 PAGE_WIDTH = 1200  # px: the content width of a 1280-px browser window; wider is scaled down
 LOSSY_QUALITY = 85  # WebP (or JPEG) quality of photo-like figures
 PHOTO_COLOURS = 4096  # distinct colours in the sample above which a picture is photo-like
 _SAMPLE = 4  # every 4th pixel in each direction is enough to count colours
+
+
+FIGURE_MAX_PIXELS = 100_000_000  # a figure claiming more pixels is not decoded
 
 
 class EncodedImage(NamedTuple):
@@ -31,16 +36,12 @@ class EncodedImage(NamedTuple):
     height: int
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """``data`` (PNG, JPEG, WebP, ...) as a uint8 BGR image (H, W, 3); a transparent
-    picture is laid on white, a grey one turned to BGR, 16-bit values reduced to 8.
-    ValueError when the bytes are not an image OpenCV can read."""
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as e:  # OpenCV 5 raises on headers it refuses
-        raise ValueError(f"not a readable image ({str(e).strip().splitlines()[-1]})") from None
-    if image is None:
-        raise ValueError("not a readable image")
+def decode_image(data: bytes, max_pixels: int = FIGURE_MAX_PIXELS) -> np.ndarray:
+    """``data`` (PNG, JPEG, WebP, ...) as a uint8 BGR image (H, W, 3), decoded by ivr's
+    checked decoder (header within ``max_pixels``); a transparent picture is laid on white,
+    a grey one turned to BGR, 16-bit values reduced to 8. ValueError when the bytes are not
+    an image OpenCV can read, or claim more pixels."""
+    image = decode_bytes_unchanged(data, max_pixels)
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:

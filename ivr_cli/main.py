@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from ivr_cli import build_ext, demo, env, predict, prepare_data, prepare_graph, test, train
-from ivr_cli import export, report
+from ivr_cli import calibrate, export, report
 from ivr_cli.processes import remember_argv
 from ivr_core.errors import IvrError
 from ivr_core.models.backbone import RandomInitWarning
@@ -76,6 +76,7 @@ app.command("prepare-data")(prepare_data.prepare_data)
 app.command("prepare-graph")(prepare_graph.prepare_graph)
 app.command("train")(train.train)
 app.command("test")(test.test)
+app.command("calibrate")(calibrate.calibrate)
 app.command("predict")(predict.predict)
 app.command("export")(export.export)
 app.command("demo")(demo.demo)

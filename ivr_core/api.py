@@ -38,6 +38,7 @@ from ivr_core.data.dataset import to_model_input
 from ivr_core.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from ivr_core.engine.runtime import compile_dense_parts, resolve_device
 from ivr_core.errors import IvrError
+from ivr_core.evaluation.calibrate import apply_calibration
 from ivr_core.export import is_exported, read_exported
 from ivr_core.models import model_from_state
 from ivr_core.predict.runner import check_boxes
@@ -184,6 +185,9 @@ class Model:
         self.device = device
         self.network = model_from_state(cfg, state).to(device).eval()
         compile_dense_parts(self.network, cfg.runtime)
+        # a checkpoint of a run calibrated by `ivr calibrate`: its attention as calibrated
+        self.calibration = (apply_calibration(self.network, self.source, self.iteration)
+                            if Path(self.source).suffix == ".pt" else None)
 
     def __repr__(self) -> str:
         return (f"Model({self.model_type}, {self.config.model.backbone}, "

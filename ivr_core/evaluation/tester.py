@@ -15,6 +15,8 @@ from ivr_core.engine import distributed
 from ivr_core.engine.checkpoint import check_compatible
 from ivr_core.engine.runtime import compile_dense_parts
 from ivr_core.errors import IvrError
+from ivr_core.evaluation.calibrate import (apply_calibration, attended, fit_attention,
+                                          write_calibration)
 from ivr_core.evaluation.metrics import HEADLINE_KEYS, evaluate
 from ivr_core.models import model_from_state
 from ivr_core.models.heads import candidate_logits, candidate_names
@@ -217,6 +219,43 @@ def results_path(checkpoint: str | Path, drop_regions: float = 0.0) -> Path:
     return Path(checkpoint).resolve().parent.parent / name
 
 
+def _model_and_split(checkpoint: str | Path, cfg: Config, state: dict, split_name: str):
+    """(model, split, dataset, device, world) of a checkpoint to evaluate on a split."""
+    device, world = distributed.start(cfg.runtime)
+    split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root,
+                          cfg.data.dataset)
+    check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
+    model = compile_dense_parts(model_from_state(cfg, state).to(device), cfg.runtime)
+    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False,
+                           max_pixels=cfg.data.max_pixels)
+    return model, split, dataset, device, world
+
+
+def run_calibration(checkpoint: str | Path, cfg: Config, state: dict, split_name: str = "mval",
+                    show_progress: bool = True) -> dict:
+    """Fit the attention's temperature and per-candidate offsets on ``split_name``
+    (:mod:`ivr_core.evaluation.calibrate`) and write them beside the run's checkpoints;
+    returns the calibration with the split's metrics before and after."""
+    model, split, dataset, device, world = _model_and_split(checkpoint, cfg, state, split_name)
+    if not hasattr(model, "calibrate"):
+        raise IvrError(f"{checkpoint} holds a {state['model_type']} model: it has no attention "
+                       "to calibrate")
+    model.calibrate(1.0, None)  # the attention as trained
+    pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world)
+    cands = candidates(pred)
+    log_probs = np.log(np.maximum(np.stack(list(cands.values()), 1), 1e-30))
+    log_attention = np.log(np.maximum(pred["attention"], 1e-30))
+    temperature, offset = fit_attention(log_probs, log_attention, pred["gt"])
+    after = attended(log_probs, log_attention, temperature, offset)
+    doc = {"iteration": state["iteration"], "split": split_name, "temperature": temperature,
+           "offset": dict(zip(cands, offset.tolist())),
+           "before": _headline(evaluate(pred["final"], pred["gt"])),
+           "after": _headline(evaluate(after, pred["gt"])),
+           **compare_candidates(pred, cands)}
+    doc["path"] = str(write_calibration(checkpoint, doc))
+    return doc
+
+
 def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str | None = None,
              out: str | Path | None = None, show_progress: bool = True,
              visualize: int = 0, drop_regions: float = 0.0, write: bool = True) -> dict:
@@ -230,19 +269,15 @@ def run_test(checkpoint: str | Path, cfg: Config, state: dict, split_name: str |
     reasoning input (they are still scored), for robustness studies."""
     if visualize < 0:
         raise IvrError(f"visualize must be >= 0, not {visualize}")
-    device, world = distributed.start(cfg.runtime)
     split_name = split_name or cfg.data.test_split
-    split = load_prepared(cfg.data.dir, split_name, cfg.data.min_count, cfg.data.root,
-                          cfg.data.dataset)
-    check_compatible(state, cfg.model.type, split.classes, str(checkpoint))
-    model = compile_dense_parts(model_from_state(cfg, state).to(device), cfg.runtime)
-    dataset = RegionDataset(split, cfg.data.scale, cfg.data.max_size, flip=False,
-                           max_pixels=cfg.data.max_pixels)
+    model, split, dataset, device, world = _model_and_split(checkpoint, cfg, state, split_name)
+    calibration = apply_calibration(model, checkpoint, state["iteration"])
     pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world,
                          drop_regions)
     if not world.main:
         return {}
     results = summarize(pred, split)
+    results["attention_calibration"] = calibration
     results.update({"checkpoint": str(checkpoint), "iteration": state["iteration"],
                     "model_type": state["model_type"], "split": split_name,
                     "num_images": len(dataset) - len(pred["skipped"]),

@@ -25,6 +25,7 @@ def _probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 class GlobalModel(ReasoningModel):
+    chains = ("global",)
     """The baseline head plus a :class:`GlobalReasoning` iterated from its own predictions;
     ``losses`` as for :class:`ReasoningModel`."""
 
@@ -46,12 +47,15 @@ class GlobalModel(ReasoningModel):
             g, c, memory = self.global_(memory, _probs(logits[-1]), adj, keep)
             logits.append(g)
             confidences.append(c)
-        return {**attend(logits, confidences, self.temperature()), "iterations": logits,
+        return {**attend(logits, confidences, self.temperature(), self.offset()),
+                "iterations": logits,
                 "modules": {"global": logits}}
 
 
 class FullModel(SpatialMemoryModel):
     """The local module of :class:`SpatialMemoryModel` plus a :class:`GlobalReasoning`."""
+
+    chains = ("local", "global")
 
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 50.0,
                  **memory):
@@ -81,5 +85,5 @@ class FullModel(SpatialMemoryModel):
             global_conf.append(c)
         modules = {"local": local, "global": global_}
         return {**attend(candidate_logits(modules), local_conf + global_conf,
-                         self.temperature()),
+                         self.temperature(), self.offset()),
                 "iterations": local, "memories": memories, "modules": modules}

@@ -46,12 +46,28 @@ class ReasoningModel(nn.Module):
         super().__init__()
         self.iterations, self.beta = iterations, beta
         self.attention_temperature = attention_temperature  # when evaluating
+        self.attention_offset: torch.Tensor | None = None  # per candidate, from calibration
         self.loss_weights = dict(iter_weight=iter_loss_weight, final_weight=final_loss_weight,
                                  prior_weight=attention_prior_weight)
 
     def temperature(self) -> float:
         """The attention's softmax temperature: 1 while training, the configured one else."""
         return 1.0 if self.training else self.attention_temperature
+
+    chains: tuple[str, ...] = ("local",)  # the modules whose predictions the attention weighs
+
+    def candidates(self) -> list[str]:
+        """The names of the attention's candidates, in its order."""
+        return candidate_names({name: [None] * self.iterations for name in self.chains})
+
+    def offset(self) -> torch.Tensor | None:
+        """The per-candidate offset of the attention's scores when evaluating (None while
+        training, and until :meth:`calibrate`)."""
+        return None if self.training else self.attention_offset
+
+    def calibrate(self, temperature: float, offset: torch.Tensor | None) -> None:
+        """Evaluate with ``softmax(confidence / temperature + offset)`` (ivr calibrate)."""
+        self.attention_temperature, self.attention_offset = temperature, offset
 
     def losses(self, outputs: ModelOutputs, classes: torch.Tensor) -> dict[str, torch.Tensor]:
         return reasoning_losses(outputs, classes, self.beta, **self.loss_weights)
@@ -69,14 +85,18 @@ def candidate_logits(modules: dict[str, list[torch.Tensor]]) -> list[torch.Tenso
 
 
 def attend(logits: list[torch.Tensor], confidences: list[torch.Tensor],
-           temperature: float = 1.0) -> dict[str, torch.Tensor]:
-    """Softmax over the candidates' confidences / ``temperature`` per region: ``final``
+           temperature: float = 1.0, offset: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Softmax over the candidates' confidences / ``temperature`` (+ ``offset`` (N,), one per
+    candidate, when calibrated) per region: ``final``
     (K, C), the attention-weighted sum of the detached logits (only the confidences learn
     from the final loss); ``attention`` (K, N); ``confidence`` (K, N), the scores before the
     softmax. The models pass their ``memory.attention_temperature`` when evaluating and 1
     when training (docs/design.md, "Attention")."""
     confidence = torch.stack(confidences, dim=1)
-    attention = torch.softmax(confidence.float() / temperature, dim=1).to(confidence.dtype)
+    scores = confidence.float() / temperature
+    if offset is not None:
+        scores = scores + offset.to(scores.device)
+    attention = torch.softmax(scores, dim=1).to(confidence.dtype)
     final = (attention[:, :, None] * torch.stack(logits, 1).detach()).sum(1)
     return {"final": final, "attention": attention, "confidence": confidence}
 

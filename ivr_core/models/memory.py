@@ -191,5 +191,6 @@ class SpatialMemoryModel(ReasoningModel):
             confidences.append(confidence)
             if i + 1 < self.iterations:
                 self.write(st, logits[-1])
-        return {**attend(logits, confidences, self.temperature()), "iterations": logits,
+        return {**attend(logits, confidences, self.temperature(), self.offset()),
+                "iterations": logits,
                 "memories": memories, "modules": {"local": logits}}

@@ -119,7 +119,8 @@ class MemoryConfig:
         0.0, "weight of KL(uniform || attention), which keeps a neglected candidate "
         "reachable (0 = authors: final loss only)", minimum=0)
     attention_temperature: float = setting(
-        16.0, "softmax(confidence / T) when testing; training always uses 1 (1 = authors)",
+        16.0, "softmax(confidence / T) when testing a run that `ivr calibrate` has not "
+        "calibrated; training always uses 1 (1 = authors)",
         positive=True)
     norm: str = setting("none", "none (authors) | group: group norm inside the memory convs",
                         choices=("none", "group"))

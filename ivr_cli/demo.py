@@ -39,7 +39,7 @@ from ivr_core.engine.checkpoint import load_checkpoint
 from ivr_core.engine.trainer import train as run_train
 from ivr_core.models.backbone import RandomInitWarning
 from ivr_core.report import write_report
-from ivr_core.evaluation.tester import run_test
+from ivr_core.evaluation.tester import run_calibration, run_test
 
 VISUALIZE = 4  # test images drawn for the report (labels, iterations, memory, attention)
 CONTROLS = ("empty", "shuffled")  # graph.knowledge of the control runs
@@ -122,7 +122,13 @@ def demo(
                                 on_note=note)
         console.print(f"{name}: {trained.iterations} iterations, "
                       f"{trained.seconds:.0f} s this session")
-        results[name] = run_test(trained.checkpoint, cfg, load_checkpoint(trained.checkpoint),
+        state = load_checkpoint(trained.checkpoint)
+        if cfg.model.type != "baseline":  # the attention calibrated on mval, then mtest
+            calibrated = run_calibration(trained.checkpoint, cfg, state, "mval",
+                                         show_progress=not quiet)
+            console.print(f"{name}: attention calibrated on mval (temperature "
+                          f"{calibrated['temperature']:.3g})")
+        results[name] = run_test(trained.checkpoint, cfg, state,
                                  out=out / name / "results.json", show_progress=not quiet,
                                  visualize=VISUALIZE)
     console.print(results_table(results, f"ivr demo ({task}, seed {seed}): synthetic test split"))

@@ -187,7 +187,7 @@ class Model:
         compile_dense_parts(self.network, cfg.runtime)
         # a checkpoint of a run calibrated by `ivr calibrate`: its attention as calibrated
         self.calibration = (apply_calibration(self.network, self.source, self.iteration)
-                            if Path(self.source).suffix == ".pt" else None)
+                            if self.source else None)
 
     def __repr__(self) -> str:
         return (f"Model({self.model_type}, {self.config.model.backbone}, "

@@ -67,9 +67,11 @@ def attended(log_probs: np.ndarray, log_attention: np.ndarray, temperature: floa
     return p / p.sum(1, keepdims=True)
 
 
-def calibration_path(checkpoint: str | Path) -> Path:
-    """``<run>/calibration.json`` for a checkpoint in ``<run>/checkpoints/``."""
-    return Path(checkpoint).resolve().parent.parent / CALIBRATION
+def calibration_path(source: str | Path) -> Path:
+    """``<run>/calibration.json`` for a checkpoint in ``<run>/checkpoints/``; the folder's
+    own ``calibration.json`` for a folder written by ``ivr export``."""
+    source = Path(source).resolve()
+    return source / CALIBRATION if source.is_dir() else source.parent.parent / CALIBRATION
 
 
 def read_calibration(checkpoint: str | Path, iteration: int,

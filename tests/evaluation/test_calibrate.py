@@ -72,3 +72,13 @@ def test_calibrating_on_the_test_split_or_a_damaged_file_is_one_line(memory_run,
     (tmp_path / "run" / "calibration.json").write_text('{"temperature": "hot"}')
     with pytest.raises(IvrError, match="damaged"):
         read_calibration(damaged / "iter_2.pt", 2, ["local 0"])
+
+
+def test_the_api_and_an_exported_model_apply_the_runs_calibration(memory_run, tmp_path):
+    import ivr_core
+    assert run("calibrate", "--run-dir", memory_run, "-q").exit_code == 0
+    fitted = json.loads((memory_run / "calibration.json").read_text())["temperature"]
+    assert run("export", memory_run, "--out", tmp_path / "exported").exit_code == 0
+    for source in (memory_run, tmp_path / "exported"):
+        model = ivr_core.load(source)
+        assert model.calibration is not None and model.network.attention_temperature == fitted

@@ -1,7 +1,6 @@
 """Visual Genome 1.4 files -> prepared splits, on a hand-made copy; counts checked by hand."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -3,7 +3,6 @@ the memory init, and float32 memory bookkeeping under mixed precision."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ivr_core.models import BaselineModel, ResNetC4, SpatialMemoryModel
 from ivr_core.models.backbone import RandomInitWarning

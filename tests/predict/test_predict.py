@@ -1,7 +1,6 @@
 """`ivr predict` on a folder mixing good, corrupt and box-less images, with every box format."""
 
 import json
-import shutil
 
 import cv2
 import numpy as np

@@ -2,9 +2,7 @@
 log lines, unreadable images, non-finite losses, mixed precision (a full disk, for real, in
 test_full_disk.py)."""
 
-import errno
 import json
-import os
 import random
 import shutil
 import signal

@@ -98,7 +98,7 @@ def decode_bytes_unchanged(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         _checked_header(io.BytesIO(data), Path("figure"), max_pixels, "image")
     except UnreadableFile as e:
-        raise ValueError(e.reason) from None
+        raise ValueError(f"not a readable image ({e.reason})") from None
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:  # OpenCV 5 raises on headers it refuses

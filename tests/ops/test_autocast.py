@@ -20,6 +20,7 @@ HALF = [torch.bfloat16, torch.float16]
 def fresh_backend():
     """The front end as a new process finds it: auto, nothing announced yet."""
     backend.set_backend("auto")
+    backend._state["said"].clear()  # each implementation is named once per process
     yield
     backend.set_backend("auto")
 

@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 from ivr_core import __version__
 from ivr_core.config import Config, RuntimeConfig, load_config
 from ivr_core.errors import IvrError
-from ivr_core.evaluation.calibrate import CALIBRATION, calibration_path
+from ivr_core.evaluation.calibrate import CALIBRATION, read_calibration
 from ivr_core.graph.knowledge import EDGE_TYPES, KnowledgeGraph
 from ivr_core.utils.io import write_json, write_text
 
@@ -121,11 +121,10 @@ def _write_files(folder: Path, state: dict, cfg: Config, out: Path) -> None:
     _save_weights(weights, folder / WEIGHTS, metadata)
     write_text(folder / CONFIG, cfg.to_toml())
     write_json(folder / CLASSES, list(state["classes"]), indent=1)
-    calibration = calibration_path(state["path"]) if state.get("path") else None
-    if calibration is not None and calibration.is_file():  # `ivr calibrate` of this run
-        doc = json.loads(calibration.read_text(encoding="utf-8"))
-        if doc.get("iteration") == state.get("iteration"):
-            write_json(folder / CALIBRATION, doc, indent=1)
+    # `ivr calibrate` of this run, fitted for this checkpoint (a damaged file: IvrError)
+    doc = read_calibration(state["path"], state["iteration"]) if state.get("path") else None
+    if doc is not None:
+        write_json(folder / CALIBRATION, doc, indent=1)
     graph = knowledge_graph(weights, state["classes"])
     if graph is not None:
         write_json(folder / GRAPH, graph.to_json(), indent=1)

@@ -75,9 +75,10 @@ def calibration_path(source: str | Path) -> Path:
 
 
 def read_calibration(checkpoint: str | Path, iteration: int,
-                     candidates: list[str]) -> dict | None:
+                     candidates: list[str] | None = None) -> dict | None:
     """The calibration of the checkpoint's run when it was fitted for this ``iteration``
-    and these ``candidates``; None otherwise. A damaged file is an IvrError."""
+    and these ``candidates`` (any, when None); None otherwise. A damaged file is an
+    IvrError."""
     path = calibration_path(checkpoint)
     if not path.is_file():
         return None
@@ -88,7 +89,7 @@ def read_calibration(checkpoint: str | Path, iteration: int,
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise IvrError(f"{path} is damaged ({type(e).__name__}); run `ivr calibrate` again "
                        "or delete it") from None
-    if fitted_for != iteration or names != candidates:
+    if fitted_for != iteration or (candidates is not None and names != candidates):
         return None
     if not (0 < t < math.inf and all(map(math.isfinite, offset))):
         raise IvrError(f"{path} holds a temperature or offset that is not a finite number; "

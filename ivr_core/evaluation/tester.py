@@ -131,9 +131,8 @@ def compare_candidates(pred: dict, cands: dict[str, np.ndarray],
     for key in HEADLINE_KEYS:
         name = max(per, key=lambda n: per[n][key])
         best[key] = {"candidate": name, "value": per[name][key]}
-    log_p = np.mean([np.log(np.maximum(p, 1e-30)) for p in cands.values()], axis=0)
-    uniform = np.exp(log_p - log_p.max(1, keepdims=True))
-    uniform /= uniform.sum(1, keepdims=True)
+    log_probs = np.log(np.maximum(np.stack(list(cands.values()), 1), 1e-30))
+    uniform = attended(log_probs, np.zeros(log_probs.shape[:2]), 1.0, None)  # equal weights
     return {"candidates": per, "best_candidate": best,
             "oracle": _headline(evaluate(oracle, gt, classes=classes)),
             "uniform_attention": _headline(evaluate(uniform, gt, classes=classes))}

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny prepared synthetic dataset and a tiny CPU model config."""
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -111,3 +112,25 @@ def ade_root(tmp_path):
     return root
 
 
+
+
+# --- disk: a tiny run's checkpoint is ~130 MB (resnet18 + AdamW state), and ~200 tests train ---
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash.setdefault(_FAILED, True)
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _free_tmp_path_of_a_passed_test(request):
+    """Delete a passed test's tmp_path as soon as it ends (a failed one's stays for a look), so
+    the suite's peak disk use is its shared fixtures plus one test, not the sum of all."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None and not request.node.stash.get(_FAILED, False):
+        shutil.rmtree(folder, ignore_errors=True)

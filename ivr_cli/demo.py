@@ -42,25 +42,30 @@ from ivr_core.report import write_report
 from ivr_core.evaluation.tester import run_calibration, run_test
 
 VISUALIZE = 4  # test images drawn for the report (labels, iterations, memory, attention)
-CONTROLS = ("empty", "shuffled")  # graph.knowledge of the control runs
+# the global module's control runs: name suffix -> (graph.knowledge, graph.regions)
+CONTROLS = {"empty": ("empty", "boxes"), "shuffled": ("shuffled", "boxes"),
+            "bare": ("empty", "self")}
 
 
 def parse_models(models: str) -> dict[str, dict]:
     """``--models`` -> {run name: config shortcuts}. A name is a model type, or ``global`` /
-    ``full`` with ``-empty`` or ``-shuffled``: the controls trained with an empty or a
-    shuffled knowledge graph (``graph.knowledge``)."""
+    ``full`` with ``-empty``, ``-shuffled`` or ``-bare``: the controls trained with an empty
+    or a shuffled knowledge graph (``graph.knowledge``), or with an empty one and no region
+    edges either (``graph.regions = self``)."""
     names = [m.strip() for m in models.split(",") if m.strip()]
     runs = {}
     for name in names:
-        kind, _, knowledge = name.partition("-")
-        if (kind not in MODEL_TYPES or (knowledge and (kind not in ("global", "full")
-                                                       or knowledge not in CONTROLS))):
+        kind, _, control = name.partition("-")
+        if (kind not in MODEL_TYPES or (control and (kind not in ("global", "full")
+                                                     or control not in CONTROLS))):
             runs = {}
             break
-        runs[name] = {"model__type": kind, "graph__knowledge": knowledge or None}
+        knowledge, regions = CONTROLS[control] if control else (None, None)
+        runs[name] = {"model__type": kind, "graph__knowledge": knowledge,
+                      "graph__regions": regions}
     if not runs or len(runs) < len(names):
         raise IvrError(f"--models takes distinct names among {', '.join(MODEL_TYPES)}, or "
-                       f"global/full with -{' or -'.join(CONTROLS)} (knowledge-graph "
+                       f"global/full with -{' or -'.join(CONTROLS)} (the global module's "
                        f"controls), got '{models}'")
     return runs
 
@@ -78,9 +83,10 @@ def demo(
              "furniture a knob is on).")] = "containers",
     models: Annotated[str, typer.Option(
         help="Comma-separated models to train and compare: baseline, memory, global, full, "
-             "and the controls full-empty, full-shuffled (knowledge graph without edges, "
-             "or with its edges between random classes); the first is the reference of "
-             "the differences.")] = "baseline,memory",
+             "and the controls full-empty, full-shuffled, full-bare (knowledge graph "
+             "without edges, or with its edges between random classes, or without edges "
+             "and without region edges); the first is the reference of the differences.")]
+    = "baseline,memory",
     config: ConfigFiles = None,
     set_: SetItems = None,
     device: Device = None,

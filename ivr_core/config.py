@@ -141,6 +141,9 @@ class GraphConfig:
     knowledge: str = setting("mined", "knowledge graph: mined | empty | shuffled (controls "
                              "that remove or scramble its relations)",
                              choices=("mined", "empty", "shuffled"))
+    regions: str = setting("boxes", "region graph: boxes (edges from the boxes' layout) | self "
+                           "(each region hears only itself: a control)",
+                           choices=("boxes", "self"))
     min_part_count: int = setting(5, "(part, whole) class pairs seen less often become no "
                                   "part_of edge", minimum=0)
     word_vectors: str = setting("", "GloVe-style text file of word vectors for the similar "

@@ -28,15 +28,18 @@ def pairwise_iou(boxes: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
 
 
-def region_graph(boxes: torch.Tensor, delta: float,
-                 keep: torch.Tensor | None = None) -> torch.Tensor:
+def region_graph(boxes: torch.Tensor, delta: float, keep: torch.Tensor | None = None,
+                 layout: bool = True) -> torch.Tensor:
     """boxes (K, 4) x1 y1 x2 y2 in network-input pixels -> adjacency (5, K, K): row i holds
     the weights of the regions j that send to i (``adj[t, i, j]``: j is
     ``REGION_EDGES[t]`` of i). Regions with ``keep`` False send nothing to the others (they
-    still receive, and keep their own self edge)."""
+    still receive, and keep their own self edge). ``layout`` False (``graph.regions = self``,
+    a control) keeps only the self edges: no region hears another."""
     k = boxes.shape[0]
     boxes = boxes.float()
     eye = torch.eye(k, dtype=torch.bool, device=boxes.device)
+    if not layout:
+        return torch.cat([torch.zeros(4, k, k, device=boxes.device), eye[None].float()])
     centre = torch.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]], 1) / 2
     dx = centre[None, :, 0] - centre[:, None, 0]  # (K, K): x_j - x_i
     dy = centre[None, :, 1] - centre[:, None, 1]

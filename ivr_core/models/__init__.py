@@ -50,14 +50,15 @@ def build_model(cfg: Config, num_classes: int, pretrained: bool = True, graph=No
     if graph is not None:
         graph = graph.ablated(g.knowledge, cfg.train.seed)
     vectors = graph.vector_matrix() if graph is not None else None
+    layout = g.regions == "boxes"  # "self": the region-graph control
     reasoning = GlobalReasoning(backbone.out_channels, num_classes, hidden=g.hidden,
                                 class_dim=class_dim or g.class_dim, kg_edges=kg_edges or 0,
                                 class_vectors=vectors)
     if graph is not None:
         reasoning.set_graph(*graph.tensors())
     if m.type == "global":
-        return GlobalModel(base, reasoning, delta=g.delta, **losses)
-    return FullModel(base, reasoning, delta=g.delta, **memory)
+        return GlobalModel(base, reasoning, delta=g.delta, layout=layout, **losses)
+    return FullModel(base, reasoning, delta=g.delta, layout=layout, **memory)
 
 
 def model_from_state(cfg: Config, state: dict) -> nn.Module:

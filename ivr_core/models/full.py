@@ -30,9 +30,9 @@ class GlobalModel(ReasoningModel):
     ``losses`` as for :class:`ReasoningModel`."""
 
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 50.0,
-                 **losses):
+                 layout: bool = True, **losses):
         super().__init__(**losses)
-        self.base, self.global_, self.delta = base, reasoning, delta
+        self.base, self.global_, self.delta, self.layout = base, reasoning, delta, layout
         self.base_confidence = normal_init(nn.Linear(base.backbone.out_channels, 1, bias=False))
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
@@ -40,7 +40,7 @@ class GlobalModel(ReasoningModel):
         """Like the memory model's outputs; ``modules`` = {"global": [ITER x (K, C)]}."""
         base = self.base.regions(image, boxes)
         feats = base["fc7"].detach()
-        adj = region_graph(boxes, self.delta, keep)
+        adj = region_graph(boxes, self.delta, keep, self.layout)
         memory = self.global_.init_memory(feats)
         logits, confidences = [base["logits"]], [self.base_confidence(feats)[:, 0]]
         for _ in range(1, self.iterations):
@@ -58,9 +58,9 @@ class FullModel(SpatialMemoryModel):
     chains = ("local", "global")
 
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 50.0,
-                 **memory):
+                 layout: bool = True, **memory):
         super().__init__(base, **memory)
-        self.global_, self.delta = reasoning, delta
+        self.global_, self.delta, self.layout = reasoning, delta, layout
 
     def forward(self, image: torch.Tensor, boxes: torch.Tensor,
                 keep: torch.Tensor | None = None) -> ModelOutputs:
@@ -68,7 +68,7 @@ class FullModel(SpatialMemoryModel):
         both starting with the baseline's prediction; ``attention`` (K, 2 ITER - 1) over
         [local 0 .. ITER-1, global 1 .. ITER-1]."""
         base = self.base.regions(image, boxes)
-        adj = region_graph(boxes, self.delta, keep)
+        adj = region_graph(boxes, self.delta, keep, self.layout)
         st = self.start(base, boxes, keep)
         memories, g_memory = [st["memory"]], self.global_.init_memory(base["fc7"].detach())
         _, confidence = self.read(st)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ivr_cli.demo import parse_models
 from ivr_cli.main import app
+from ivr_core.errors import IvrError
 from ivr_core.ops import OpsBackendWarning, backend
 
 runner = CliRunner()
@@ -161,6 +163,19 @@ def test_demo_with_the_global_module_and_bad_model_names(tmp_path):
     assert "Knowledge graph" in (tmp_path / "report.html").read_text()
     bad = run("demo", "--out", tmp_path, "--models", "baseline,transformer")
     assert bad.exit_code == 1 and "--models takes distinct names among" in bad.output
+
+
+def test_demo_control_names_set_the_graph_ablations():
+    runs = parse_models("memory,full-empty,full-bare,global-shuffled")
+    assert runs["memory"]["graph__knowledge"] is None
+    assert (runs["full-empty"]["graph__knowledge"], runs["full-empty"]["graph__regions"]) \
+        == ("empty", "boxes")
+    assert (runs["full-bare"]["graph__knowledge"], runs["full-bare"]["graph__regions"]) \
+        == ("empty", "self")
+    assert runs["global-shuffled"]["graph__knowledge"] == "shuffled"
+    for bad in ("memory-empty", "full-nothing", "full,full"):
+        with pytest.raises(IvrError, match="--models takes distinct names"):
+            parse_models(bad)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -113,6 +113,15 @@ def test_overlaps_are_weighted_by_iou_and_touching_is_no_overlap():
     assert adj[t["overlaps"], 0, 3] == 0 and adj[t["right_of"], 0, 3] > 0  # they only touch
 
 
+def test_the_region_graph_control_keeps_only_the_self_edges():
+    boxes = torch.tensor([[0, 0, 10, 10], [5, 0, 15, 10], [40, 0, 50, 10]], dtype=torch.float32)
+    assert region_graph(boxes, 50.0)[:, 0, 1:].sum() > 0  # the layout's edges
+    bare = region_graph(boxes, 50.0, layout=False)
+    assert bare.shape == (len(REGION_EDGES), 3, 3)
+    assert torch.equal(bare[REGION_EDGES.index("overlaps")], torch.eye(3))
+    assert bare.sum() == 3  # nothing between regions
+
+
 def test_knowledge_graph_controls(tmp_path):
     images = [{"image": "x", "width": 1, "height": 1, "boxes": [[0, 0, 0, 0]] * 3,
                "classes": [1, 3, 4], "seg_areas": [1] * 3, "parents": [-1, 0, 0]}] * 3

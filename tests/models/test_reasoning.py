@@ -59,6 +59,21 @@ def test_shapes_backward_and_attention(kind, candidates, tmp_path):
         assert model.update.n_a.weight.grad is not None and model.memory_init.grad is not None
 
 
+def test_the_bare_control_leaves_no_path_between_regions(tmp_path):
+    """graph.knowledge = empty and graph.regions = self (ivr demo's full-bare): a region's
+    global answer no longer depends on where the other regions are; with the region graph
+    it does."""
+    image, boxes, _ = _inputs()
+    moved = boxes.clone()
+    moved[1] += 30
+    for regions, coupled in (("boxes", True), ("self", False)):
+        model = _model("global", tmp_path, "graph.knowledge=empty",
+                       f"graph.regions={regions}").eval()
+        with torch.no_grad():
+            a, b = (model(image, x)["modules"]["global"][-1][0] for x in (boxes, moved))
+        assert (not torch.allclose(a, b)) == coupled
+
+
 def test_the_knowledge_graph_is_part_of_the_weights(tmp_path):
     model = _model("full", tmp_path)
     state = model.state_dict()

@@ -91,10 +91,12 @@ def _use_compiled(t: Tensor) -> bool:
 
 def _float32_under_autocast(fn, *args):
     """``fn(*args)`` the way the compiled ops' autocast kernels run: under autocast of the
-    first tensor's device, float16/bfloat16 tensors upcast to float32 and autocast off."""
-    if not _upcast(args[0]):
-        return fn(*args)
+    first tensor's device, float16/bfloat16 tensors upcast to float32 and the op run with
+    autocast off, whatever the inputs' dtype (float32 inputs too: autocast must not lower
+    the op's own matmuls)."""
     device = args[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return fn(*args)
     args = [a.float() if isinstance(a, Tensor) and a.dtype in _HALF else a for a in args]
     with torch.autocast(device, enabled=False):
         return fn(*args)

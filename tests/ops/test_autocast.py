@@ -101,6 +101,20 @@ def test_reference_also_returns_float32_under_autocast(amp, fresh_backend):
     assert ref.dtype == torch.float32 and torch.equal(ref, compiled)
 
 
+@pytest.mark.parametrize("amp", HALF)
+def test_the_reference_runs_float32_inputs_in_float32_under_autocast(amp, fresh_backend):
+    """A float32 count of 1001 writing boxes (not a bf16/fp16 number) stays exact: autocast
+    must not lower the reference's own matmuls either."""
+    backend.set_backend("reference")
+    k = 1001
+    ones = torch.ones(k, 1, 7, 7)
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5]] * k)
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=amp):
+        warnings.simplefilter("ignore")
+        count = backend.paste_and_sum(ones, boxes, (8, 8))
+    assert count.dtype == torch.float32 and count.max().item() == k
+
+
 def test_without_autocast_half_inputs_still_fall_back_on_the_cpu(fresh_backend):
     image, boxes, box_ind = _crop_inputs("cpu", torch.bfloat16)
     with warnings.catch_warnings(record=True) as caught:

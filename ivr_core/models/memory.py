@@ -73,14 +73,6 @@ class GatedUpdate(nn.Module):
         return u * (n - s)
 
 
-def _paste_float32(maps: torch.Tensor, inv: torch.Tensor, size) -> torch.Tensor:
-    """paste_and_sum in float32, autocast or not: the count of writing boxes and the sum of
-    their updates; in half precision, counts above 256 are inexact and small updates round
-    away in a sum over many boxes."""
-    with torch.autocast(maps.device.type, enabled=False):
-        return paste_and_sum(maps.float(), inv, size)
-
-
 def resize_bilinear_tf1(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """TF1's legacy ``resize_bilinear`` (align_corners=False, no half-pixel centres), the
     authors' resize of the learned memory init: output cell ``i`` samples the input at
@@ -145,7 +137,9 @@ class SpatialMemoryModel(ReasoningModel):
         delta = self.update(a, crops)
         if keep is not None:  # regions left out of reasoning write nothing
             delta = delta * keep[:, None, None, None].to(delta.dtype)
-        pasted = _paste_float32(delta, inv, memory.shape[-2:])  # (C_m, Hm, Wm)
+        # float32 under autocast too (the ops' autocast rule): a sum over many boxes
+        # keeps its small updates
+        pasted = paste_and_sum(delta, inv, memory.shape[-2:])  # (C_m, Hm, Wm)
         return memory + (pasted / count.clamp_min(COUNT_EPS))[None]
 
     def start(self, base: dict, boxes: torch.Tensor, keep: torch.Tensor | None) -> dict:
@@ -160,7 +154,7 @@ class SpatialMemoryModel(ReasoningModel):
         inv = inverse_boxes(boxes, FEATURE_STRIDE, hm, wm)
         return {"cboxes": base["crop_boxes"], "inv": inv, "pool5": base["pool5"].detach(),
                 "box_ind": torch.zeros(len(boxes), dtype=torch.long, device=boxes.device),
-                "count": _paste_float32(weights, inv, (hm, wm)),  # (1, Hm, Wm)
+                "count": paste_and_sum(weights, inv, (hm, wm)),  # (1, Hm, Wm), float32
                 "memory": resize_bilinear_tf1(self.memory_init.float(), (hm, wm)),
                 "keep": keep}
 

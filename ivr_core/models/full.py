@@ -25,9 +25,10 @@ def _probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 class GlobalModel(ReasoningModel):
-    chains = ("global",)
     """The baseline head plus a :class:`GlobalReasoning` iterated from its own predictions;
     ``losses`` as for :class:`ReasoningModel`."""
+
+    chains = ("global",)
 
     def __init__(self, base: BaselineModel, reasoning: GlobalReasoning, delta: float = 50.0,
                  layout: bool = True, **losses):

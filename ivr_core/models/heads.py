@@ -40,6 +40,8 @@ class ReasoningModel(nn.Module):
     """What the memory, global and full models share: the loss settings, the attention's
     temperature and :meth:`losses` (see :func:`reasoning_losses`)."""
 
+    chains: tuple[str, ...] = ("local",)  # the modules whose predictions the attention weighs
+
     def __init__(self, iterations: int = 3, beta: float = 0.5, iter_loss_weight: float = 1.0,
                  final_loss_weight: float = 1.0, attention_prior_weight: float = 0.0,
                  attention_temperature: float = 1.0):
@@ -53,8 +55,6 @@ class ReasoningModel(nn.Module):
     def temperature(self) -> float:
         """The attention's softmax temperature: 1 while training, the configured one else."""
         return 1.0 if self.training else self.attention_temperature
-
-    chains: tuple[str, ...] = ("local",)  # the modules whose predictions the attention weighs
 
     def candidates(self) -> list[str]:
         """The names of the attention's candidates, in its order."""

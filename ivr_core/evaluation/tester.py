@@ -114,6 +114,11 @@ def candidates(pred: dict) -> dict[str, np.ndarray]:
     return dict(zip(candidate_names(chains), candidate_logits(chains)))
 
 
+def _log(p: np.ndarray) -> np.ndarray:
+    """log of probabilities, zeros floored at 1e-30 (finite in every mixture)."""
+    return np.log(np.maximum(p, 1e-30))
+
+
 def compare_candidates(pred: dict, cands: dict[str, np.ndarray],
                        classes: list[int] | None = None) -> dict:
     """Each candidate's headline metrics, the best single candidate per metric, the oracle
@@ -131,7 +136,7 @@ def compare_candidates(pred: dict, cands: dict[str, np.ndarray],
     for key in HEADLINE_KEYS:
         name = max(per, key=lambda n: per[n][key])
         best[key] = {"candidate": name, "value": per[name][key]}
-    log_probs = np.log(np.maximum(np.stack(list(cands.values()), 1), 1e-30))
+    log_probs = _log(np.stack(list(cands.values()), 1))  # (R, N, C)
     uniform = attended(log_probs, np.zeros(log_probs.shape[:2]), 1.0, None)  # equal weights
     return {"candidates": per, "best_candidate": best,
             "oracle": _headline(evaluate(oracle, gt, classes=classes)),
@@ -242,8 +247,8 @@ def run_calibration(checkpoint: str | Path, cfg: Config, state: dict, split_name
     model.calibrate(1.0, None)  # the attention as trained
     pred = predict_split(model, dataset, device, cfg.data.workers, show_progress, world)
     cands = candidates(pred)
-    log_probs = np.log(np.maximum(np.stack(list(cands.values()), 1), 1e-30))
-    log_attention = np.log(np.maximum(pred["attention"], 1e-30))
+    log_probs = _log(np.stack(list(cands.values()), 1))  # (R, N, C)
+    log_attention = _log(pred["attention"])
     temperature, offset = fit_attention(log_probs, log_attention, pred["gt"])
     after = attended(log_probs, log_attention, temperature, offset)
     doc = {"iteration": state["iteration"], "split": split_name, "temperature": temperature,

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ivr_core.config import DataConfig
 from ivr_core.utils.images import decode_bytes_unchanged
 
 __all__ = ["EncodedImage", "decode_image", "encode_for_page", "is_photo_like"]
@@ -24,9 +25,8 @@ PAGE_WIDTH = 1200  # px: the content width of a 1280-px browser window; wider is
 LOSSY_QUALITY = 85  # WebP (or JPEG) quality of photo-like figures
 PHOTO_COLOURS = 4096  # distinct colours in the sample above which a picture is photo-like
 _SAMPLE = 4  # every 4th pixel in each direction is enough to count colours
-
-
-FIGURE_MAX_PIXELS = 100_000_000  # a figure claiming more pixels is not decoded
+# a figure whose header claims more pixels is not decoded: the images' cap, data.max_pixels
+FIGURE_MAX_PIXELS = DataConfig().max_pixels
 
 
 class EncodedImage(NamedTuple):

@@ -112,18 +112,16 @@ def ade_root(tmp_path):
     return root
 
 
-
-
 # --- disk: a tiny run's checkpoint is ~130 MB (resnet18 + AdamW state), and ~200 tests train ---
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
-        item.stash.setdefault(_FAILED, True)
+        item.stash[_FAILED] = True
     return report
-
-
-_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(autouse=True)

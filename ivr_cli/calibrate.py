@@ -52,6 +52,11 @@ def calibrate(
     best = {k: v["value"] for k, v in doc["best_candidate"].items()}
     console.print(f"attention calibrated on {split}: temperature {doc['temperature']:.3g}, "
                   "offsets " + ", ".join(f"{k} {v:+.2f}" for k, v in doc["offset"].items()))
+    guard = doc.get("guard")
+    if guard:
+        console.print(f"  {guard['candidate']} alone beat the fitted answer on {split} (mean AP "
+                      f"{guard['candidate_mean_ap']:.3f} vs {guard['mean_ap_before']:.3f}): its "
+                      f"offset raised by {guard['bonus']:g}", markup=False, highlight=False)
     for label, r in (("as trained", before), ("calibrated", after),
                      ("best single candidate", best)):
         console.print(f"  {label:>22}: inst AP {r['inst_ap']:.3f}  cls AP {r['cls_ap']:.3f}")

@@ -16,7 +16,7 @@ from ivr_core.engine.checkpoint import check_compatible
 from ivr_core.engine.runtime import compile_dense_parts
 from ivr_core.errors import IvrError
 from ivr_core.evaluation.calibrate import (apply_calibration, attended, fit_attention,
-                                          write_calibration)
+                                          guard_best_candidate, write_calibration)
 from ivr_core.evaluation.metrics import HEADLINE_KEYS, evaluate
 from ivr_core.models import model_from_state
 from ivr_core.models.heads import candidate_logits, candidate_names
@@ -250,9 +250,13 @@ def run_calibration(checkpoint: str | Path, cfg: Config, state: dict, split_name
     log_probs = _log(np.stack(list(cands.values()), 1))  # (R, N, C)
     log_attention = _log(pred["attention"])
     temperature, offset = fit_attention(log_probs, log_attention, pred["gt"])
+    offset, guard = guard_best_candidate(log_probs, log_attention, pred["gt"], temperature,
+                                         offset)
+    if guard is not None:
+        guard["candidate"] = list(cands)[guard["candidate"]]
     after = attended(log_probs, log_attention, temperature, offset)
     doc = {"iteration": state["iteration"], "split": split_name, "temperature": temperature,
-           "offset": dict(zip(cands, offset.tolist())),
+           "offset": dict(zip(cands, offset.tolist())), "guard": guard,
            "before": _headline(evaluate(pred["final"], pred["gt"])),
            "after": _headline(evaluate(after, pred["gt"])),
            **compare_candidates(pred, cands)}

@@ -9,7 +9,8 @@ from cli_support import one_line_error, run
 from conftest import TINY
 from ivr_core.engine.trainer import train
 from ivr_core.errors import IvrError
-from ivr_core.evaluation.calibrate import attended, fit_attention, read_calibration
+from ivr_core.evaluation.calibrate import (attended, fit_attention, guard_best_candidate,
+                                          mean_ap, read_calibration)
 
 
 def _held_out(n=60, seed=0):
@@ -39,6 +40,36 @@ def test_the_fit_moves_the_weight_to_the_candidate_right_on_held_out_images():
     assert (attended(log_probs2, log_attention2, temperature, offset).argmax(1) == gt2).all()
 
 
+def _scored(n=60, seed=0):
+    """_held_out with a background class 0 in front, as ivr's metrics expect."""
+    log_probs, log_attention, gt = _held_out(n, seed)
+    p = np.concatenate([np.full(log_probs.shape[:2] + (1,), 1e-6), np.exp(log_probs)], 2)
+    return np.log(p / p.sum(2, keepdims=True)), log_attention, gt + 1
+
+
+def test_the_guard_raises_a_candidate_that_beats_the_answer_on_held_out_images():
+    log_probs, log_attention, gt = _scored()
+    # offsets that keep the trained preference for the confidently wrong candidate 0
+    offset = np.zeros(3)
+    before = mean_ap(attended(log_probs, log_attention, 1.0, offset), gt)
+    right = mean_ap(np.exp(log_probs[:, 1]), gt)
+    assert before < right - 0.3
+    raised, guard = guard_best_candidate(log_probs, log_attention, gt, 1.0, offset)
+    assert guard["candidate"] == 1 and guard["bonus"] > 0
+    assert guard["mean_ap_before"] == pytest.approx(before)
+    after = mean_ap(attended(log_probs, log_attention, 1.0, raised), gt)
+    assert after == pytest.approx(guard["mean_ap_after"]) and after >= right - 1e-9
+    assert raised[1] - raised[0] == pytest.approx(guard["bonus"])  # only candidate 1 moved
+    assert abs(raised.sum()) < 1e-9
+
+
+def test_the_guard_leaves_a_fit_that_no_single_candidate_beats():
+    log_probs, log_attention, gt = _scored()
+    temperature, offset = fit_attention(log_probs, log_attention, gt)
+    kept, guard = guard_best_candidate(log_probs, log_attention, gt, temperature, offset)
+    assert guard is None and np.array_equal(kept, offset)
+
+
 @pytest.fixture(scope="module")
 def memory_run(synthetic_data, tmp_path_factory):
     from ivr_core.config import load_config
@@ -55,6 +86,7 @@ def test_ivr_calibrate_writes_the_file_that_ivr_test_applies(memory_run, tmp_pat
     doc = json.loads((memory_run / "calibration.json").read_text())
     assert doc["split"] == "mval" and doc["iteration"] == 2
     assert list(doc["offset"]) == ["local 0", "local 1", "local 2"]
+    assert "guard" in doc  # None, or the candidate the guard raised
     tested = run("test", "--run-dir", memory_run, "--out", tmp_path / "r.json", "-q")
     assert tested.exit_code == 0, tested.output
     results = json.loads((tmp_path / "r.json").read_text())

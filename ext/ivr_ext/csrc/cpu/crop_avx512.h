@@ -5,9 +5,10 @@
 //   a vector of channels at a time.
 // - NCHW forward: per (image, block of channels), the block's planes are transposed into an
 //   (H, W, block) tile; each box's samples are computed as channel vectors into an
-//   (oh * ow, block) tile, which is transposed back into the box's output planes and written
-//   in one contiguous run. Every bilinear weight serves a whole vector of channels, and the
-//   image is read once per block instead of four scattered taps per output value.
+//   (oh * ow, block) tile, which is transposed back into the box's output planes, one
+//   contiguous run of the output (large outputs: streamed to memory while the next box is
+//   computed). Every bilinear weight serves a whole vector of channels, and the image is read
+//   once per block instead of four scattered taps per output value.
 // - image gradient: per (image, block of channels), the output gradient is scattered into a
 //   private (H, W, block) tile, box by box in order, then copied out into the image gradient.
 //   No two tasks share an element, and no atomic or lock is taken per value.
@@ -44,27 +45,51 @@ struct BoxesByImage {
   }
 };
 
-// Outputs from this size on are written with non-temporal stores: they do not stay in the
-// caches anyway, and a normal store first reads the line it writes.
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
+// Outputs from this size on (an L2 cache of this project's machine) are written with
+// non-temporal stores: they would leave the writing core's cache before being read anyway,
+// and a normal store first reads the line it writes.
+constexpr int64_t kStreamBytes = int64_t(2) << 20;
 
-// dst[0, n) = src[0, n) with non-temporal stores: the bytes go to memory without being read
-// first (a normal store fetches the line it writes).
+// Copies a run of values to memory with non-temporal stores, a vector per step(), so that the
+// copy is spread over the work that follows start() (a core stalls once its few
+// write-combining buffers are full, so a copy in one burst waits for memory, while stores
+// spread over computation drain as it runs).
 template <typename W, typename T>
-IVR_AVX512 void stream_copy(const T* src, int64_t n, T* dst) {
-  constexpr int64_t L = W::L;
-  int64_t head = (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64 / sizeof(T);
-  if (reinterpret_cast<uintptr_t>(dst) % sizeof(T) != 0) head = n;  // unaligned scalars
-  head = std::min(head, n);
-  std::memcpy(dst, src, head * sizeof(T));
-  int64_t i = head;
-  for (; i + L <= n; i += L) W::stream(dst + i, W::load(src + i));
-  std::memcpy(dst + i, src + i, (n - i) * sizeof(T));
-}
+class StreamOut {
+ public:
+  // Copies what is left of the last run, then starts src[0, n) -> dst[0, n).
+  IVR_AVX512 void start(const T* src, int64_t n, T* dst) {
+    finish();
+    int64_t head = (64 - reinterpret_cast<uintptr_t>(dst) % 64) % 64 / sizeof(T);
+    if (reinterpret_cast<uintptr_t>(dst) % sizeof(T) != 0) head = n;  // unaligned scalars
+    head = std::min(head, n);
+    std::memcpy(dst, src, head * sizeof(T));
+    src_ = src + head;
+    dst_ = dst + head;
+    left_ = n - head;
+  }
+  IVR_AVX512 void step(int64_t vectors) {
+    for (; vectors > 0 && left_ >= W::L; --vectors, src_ += W::L, dst_ += W::L, left_ -= W::L) {
+      W::stream(dst_, W::load(src_));
+    }
+  }
+  // Copies the rest of the run (the caller fences with _mm_sfence before others read dst).
+  IVR_AVX512 void finish() {
+    step(INT64_MAX);
+    std::memcpy(dst_, src_, left_ * sizeof(T));
+    left_ = 0;
+  }
+
+ private:
+  const T* src_ = nullptr;
+  T* dst_ = nullptr;
+  int64_t left_ = 0;
+};
 
 // image (B, C, H, W) -> out (K, C, oh, ow). Per (image, block of U * L channels): the block's
 // planes are transposed into an (H, W, block) tile, each box's crop is computed as channel
 // vectors into an (oh * ow, block) tile, which is transposed into the box's output planes.
+// Large outputs: a box's planes are streamed out while the next box's crop is computed.
 template <typename T, int64_t U>
 IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t h, int64_t w,
                                  const int64_t* b, const BoxTaps<T>& taps, int64_t k,
@@ -78,14 +103,16 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
   parallel_items(batch * blocks, (k * crop + batch * hw) * c, [&](int64_t item) IVR_AVX512 {
     const int64_t n = item / blocks, c0 = item % blocks * block, nc = std::min(block, c - c0);
     if (boxes.start[n] == boxes.start[n + 1]) return;
-    // (H, W, block), then (crop, block) and (block, crop)
-    T* tile = thread_scratch<T>((hw + 2 * crop) * block);
+    // (H, W, block), then (crop, block) and twice (block, crop): one box's planes are
+    // streamed out of one while the next box's are transposed into the other.
+    T* tile = thread_scratch<T>((hw + 3 * crop) * block);
     T* crops = tile + hw * block;
-    T* planes = crops + crop * block;
+    T* planes[2] = {crops + crop * block, crops + 2 * crop * block};
     for (int64_t u = 0; u < U; ++u) {
       const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
       planes_to_vectors<W>(src + (n * c + c0 + u * L) * hw, hw, rows, hw, tile + u * L, block);
     }
+    StreamOut<W, T> out;
     for (int64_t at = boxes.start[n]; at < boxes.start[n + 1]; ++at) {
       const int64_t r = boxes.order[at];
       const auto& ty = taps.y[r];
@@ -96,6 +123,7 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
         const T* bottom = tile + ty.hi[i] * w * block;
         const auto yl = W::set1(ty.lerp[i]);
         for (int64_t j = 0; j < ow; ++j) {
+          out.step(U);  // the box before: nc * crop values, U vectors per sample of this one
           T* o = crops + (i * ow + j) * block;
           if (!row_kept || j < tx.first || j >= tx.last) {
             for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
@@ -113,15 +141,17 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
           }
         }
       }
-      // Transposed in cache, then written in one contiguous run: the box's planes of the
-      // block are nc * crop consecutive values of the output.
-      vectors_to_planes<W>(crops, block, nc, crop, planes, crop);
+      // Transposed in cache; the box's planes of the block are nc * crop consecutive values
+      // of the output.
+      T* box_planes = planes[at % 2];
+      vectors_to_planes<W>(crops, block, nc, crop, box_planes, crop);
       if (stream) {
-        stream_copy<W>(planes, nc * crop, dst + (r * c + c0) * crop);
+        out.start(box_planes, nc * crop, dst + (r * c + c0) * crop);
       } else {
-        std::memcpy(dst + (r * c + c0) * crop, planes, sizeof(T) * nc * crop);
+        std::memcpy(dst + (r * c + c0) * crop, box_planes, sizeof(T) * nc * crop);
       }
     }
+    out.finish();
     _mm_sfence();  // the streamed stores are visible before the task ends
   });
 }

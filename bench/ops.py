@@ -217,6 +217,17 @@ def _worker(cmd: list[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it, or "unknown CPU"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def race(args) -> None:
     tf_python = tensorflow_python(args.tf_python)
     if tf_python is None:
@@ -241,7 +252,8 @@ def race(args) -> None:
     print(f"torch {torch.__version__}, tensorflow {version}; {args.threads} threads each; "
           f"{args.rounds} alternating rounds of {args.repeat} calls; ivr malloc: "
           f"{'system' if args.system_malloc else 'keeps freed memory'}; {os.cpu_count()} "
-          f"CPUs, 1-minute load average {min(load):.1f} to {max(load):.1f}; medians in ms")
+          f"CPUs ({cpu_model()}), 1-minute load average {min(load):.1f} to {max(load):.1f}; "
+          "medians in ms")
     print_race(rounds)
 
 

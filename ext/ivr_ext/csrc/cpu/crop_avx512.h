@@ -76,7 +76,7 @@ class StreamOut {
   // Copies the rest of the run (the caller fences with _mm_sfence before others read dst).
   IVR_AVX512 void finish() {
     step(INT64_MAX);
-    std::memcpy(dst_, src_, left_ * sizeof(T));
+    if (left_ > 0) std::memcpy(dst_, src_, left_ * sizeof(T));
     left_ = 0;
   }
 

@@ -53,11 +53,12 @@ def _forward_and_grads(image, boxes, box_ind, dout, crop):
 LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 # (batch, C, H, W, K, crop): small and odd (channel counts that are no multiple of a vector,
 # or of a kernel's block of 4 vectors, 70 = a full block and part of one; a crop of one
-# sample, an image no box names), and two large enough to run on several threads with
-# streamed stores (one whose boxes' output planes start off a 64-byte boundary).
+# sample, an image no box names), and three large enough to run on several threads with
+# streamed stores: one whose boxes' output planes start off a 64-byte boundary, one whose
+# image gradient (over 2 MiB) is streamed too, in blocks of channels and a part of one.
 SHAPES = [(3, 5, 9, 13, 12, (7, 7)), (2, 21, 6, 17, 9, (1, 1)), (3, 40, 13, 7, 10, (5, 9)),
           (2, 70, 11, 15, 20, (7, 7)), (2, 37, 20, 30, 60, (21, 23)),
-          (1, 256, 38, 50, 128, (14, 14))]
+          (2, 144, 38, 50, 40, (7, 7)), (1, 256, 38, 50, 128, (14, 14))]
 
 
 @pytest.mark.skipif(not _has_avx512(), reason="no AVX-512 here: only the portable kernels run")

@@ -10,7 +10,8 @@
 //   computed). Every bilinear weight serves a whole vector of channels, and the image is read
 //   once per block instead of four scattered taps per output value.
 // - image gradient: per (image, block of channels), the output gradient is scattered into a
-//   private (H, W, block) tile, box by box in order, then copied out into the image gradient.
+//   private (H, W, block) tile, box by box in order, then copied out into the image gradient
+//   (NHWC, large: with non-temporal stores).
 //   No two tasks share an element, and no atomic or lock is taken per value.
 //
 // The per-lane arithmetic and, for every gradient element, the order of its terms are the
@@ -250,6 +251,12 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
   constexpr int64_t L = W::L, block = U * L;
   const int64_t hw = h * w, crop = oh * ow, blocks = (c + block - 1) / block;
   const BoxesByImage boxes(b, k, batch);
+  // NHWC: a large gradient's whole blocks are written with non-temporal stores (a block of a
+  // pixel is a few whole cache lines, 4 KB from the pixel before it at C = 1024; a normal
+  // store first reads each line). Not NCHW, where the copy-out writes whole planes and
+  // streaming measured no faster.
+  const bool stream = kNhwc && batch * c * hw * int64_t(sizeof(T)) >= kStreamBytes &&
+                      reinterpret_cast<uintptr_t>(gimage) % 64 == 0 && c * sizeof(T) % 64 == 0;
   parallel_items(batch * blocks, (k * crop + batch * hw) * c, [&](int64_t item) IVR_AVX512 {
     const int64_t n = item / blocks, c0 = item % blocks * block, nc = std::min(block, c - c0);
     typename W::Mask mask[U];
@@ -315,9 +322,19 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
     }
     if constexpr (kNhwc) {
       T* out = gimage + n * hw * c + c0;
-      for (int64_t p = 0; p < hw; ++p) {
-        for (int64_t u = 0; u < U; ++u) {
-          W::store(out + p * c + u * L, W::load(tile + p * block + u * L), mask[u]);
+      const int64_t pixel_stride = c;  // a local: the stores could alias a captured c
+      if (stream && nc == block) {
+        for (int64_t p = 0; p < hw; ++p) {
+          for (int64_t u = 0; u < U; ++u) {
+            W::stream(out + p * pixel_stride + u * L, W::load(tile + p * block + u * L));
+          }
+        }
+        _mm_sfence();
+      } else {
+        for (int64_t p = 0; p < hw; ++p) {
+          for (int64_t u = 0; u < U; ++u) {
+            W::store(out + p * pixel_stride + u * L, W::load(tile + p * block + u * L), mask[u]);
+          }
         }
       }
     } else {

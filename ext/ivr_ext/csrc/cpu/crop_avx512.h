@@ -87,6 +87,52 @@ class StreamOut {
   int64_t left_ = 0;
 };
 
+// One box's crop of a block as channel vectors, crops[(i * ow + j) * block + d], from the
+// block's (H, W, block) tile (row_stride = W * block); out.step(U) once per sample. What the
+// loops read is copied into locals first: the vector stores may alias any memory, so a value
+// read through a reference or a lambda's capture would be loaded again after each of them.
+template <typename W, typename T, int64_t U>
+IVR_AVX512 inline void crop_box_vectors(const T* tile, int64_t row_stride, const AxisTaps<T>& ty,
+                                        const AxisTaps<T>& tx, typename W::V fills, T* crops,
+                                        StreamOut<W, T>& out) {
+  constexpr int64_t L = W::L, block = U * L;
+  const int64_t oh = static_cast<int64_t>(ty.lo.size()), ow = static_cast<int64_t>(tx.lo.size());
+  const int64_t *ylo = ty.lo.data(), *yhi = ty.hi.data(), *xlo = tx.lo.data(),
+                *xhi = tx.hi.data();
+  const T *ylerp = ty.lerp.data(), *xlerp = tx.lerp.data();
+  const int64_t i0 = ty.first, i1 = ty.last, j0 = tx.first, j1 = tx.last;
+  T* o = crops;
+  for (int64_t i = 0; i < oh; ++i) {
+    if (i < i0 || i >= i1) {
+      for (int64_t j = 0; j < ow; ++j, o += block) {
+        out.step(U);
+        for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
+      }
+      continue;
+    }
+    const T* top = tile + ylo[i] * row_stride;
+    const T* bottom = tile + yhi[i] * row_stride;
+    const auto yl = W::set1(ylerp[i]);
+    for (int64_t j = 0; j < ow; ++j, o += block) {
+      out.step(U);  // the box before: nc * crop values, U vectors per sample of this one
+      if (j < j0 || j >= j1) {
+        for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
+        continue;
+      }
+      const T* tl = top + xlo[j] * block;
+      const T* tr = top + xhi[j] * block;
+      const T* bl = bottom + xlo[j] * block;
+      const T* br = bottom + xhi[j] * block;
+      const auto xl = W::set1(xlerp[j]);
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t d = u * L;
+        W::store(o + d, vbilinear<W>(W::load(tl + d), W::load(tr + d), W::load(bl + d),
+                                     W::load(br + d), xl, yl));
+      }
+    }
+  }
+}
+
 // image (B, C, H, W) -> out (K, C, oh, ow). Per (image, block of U * L channels): the block's
 // planes are transposed into an (H, W, block) tile, each box's crop is computed as channel
 // vectors into an (oh * ow, block) tile, which is transposed into the box's output planes.
@@ -116,32 +162,7 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
     StreamOut<W, T> out;
     for (int64_t at = boxes.start[n]; at < boxes.start[n + 1]; ++at) {
       const int64_t r = boxes.order[at];
-      const auto& ty = taps.y[r];
-      const auto& tx = taps.x[r];
-      for (int64_t i = 0; i < oh; ++i) {
-        const bool row_kept = i >= ty.first && i < ty.last;
-        const T* top = tile + ty.lo[i] * w * block;
-        const T* bottom = tile + ty.hi[i] * w * block;
-        const auto yl = W::set1(ty.lerp[i]);
-        for (int64_t j = 0; j < ow; ++j) {
-          out.step(U);  // the box before: nc * crop values, U vectors per sample of this one
-          T* o = crops + (i * ow + j) * block;
-          if (!row_kept || j < tx.first || j >= tx.last) {
-            for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
-            continue;
-          }
-          const T* tl = top + tx.lo[j] * block;
-          const T* tr = top + tx.hi[j] * block;
-          const T* bl = bottom + tx.lo[j] * block;
-          const T* br = bottom + tx.hi[j] * block;
-          const auto xl = W::set1(tx.lerp[j]);
-          for (int64_t u = 0; u < U; ++u) {
-            const int64_t d = u * L;
-            W::store(o + d, vbilinear<W>(W::load(tl + d), W::load(tr + d), W::load(bl + d),
-                                         W::load(br + d), xl, yl));
-          }
-        }
-      }
+      crop_box_vectors<W, T, U>(tile, w * block, taps.y[r], taps.x[r], fills, crops, out);
       // Transposed in cache; the box's planes of the block are nc * crop consecutive values
       // of the output.
       T* box_planes = planes[at % 2];
@@ -240,6 +261,57 @@ class Prefetcher {
   const char* end_ = nullptr;
 };
 
+// Scatters one box's gradient of a block into the block's (H, W, block) tile (row_stride =
+// W * block): sample s's U vectors at g + s * sample_stride. NHWC: each sample prefetches
+// the one kPrefetchSamples ahead (stride c); NCHW: ahead steps. Locals only, as in
+// crop_box_vectors.
+template <typename W, typename T, int64_t U, bool kNhwc>
+IVR_AVX512 inline void scatter_box(const T* g, int64_t sample_stride, const AxisTaps<T>& ty,
+                                   const AxisTaps<T>& tx, const typename W::Mask* masks,
+                                   T* tile, int64_t row_stride, int64_t c, Prefetcher& ahead) {
+  constexpr int64_t L = W::L, block = U * L;
+  typename W::Mask mask[U];
+  for (int64_t u = 0; u < U; ++u) mask[u] = masks[u];
+  const int64_t ow = static_cast<int64_t>(tx.lo.size());
+  const int64_t *ylo = ty.lo.data(), *yhi = ty.hi.data(), *xlo = tx.lo.data(),
+                *xhi = tx.hi.data();
+  const T *ylerp = ty.lerp.data(), *xlerp = tx.lerp.data();
+  const int64_t i0 = ty.first, i1 = ty.last, j0 = tx.first, j1 = tx.last;
+  for (int64_t i = i0; i < i1; ++i) {
+    T* top = tile + ylo[i] * row_stride;
+    T* bottom = tile + yhi[i] * row_stride;
+    const auto wt = W::set1(1 - ylerp[i]), wb = W::set1(ylerp[i]);
+    for (int64_t j = j0; j < j1; ++j) {
+      const T* gs = g + (i * ow + j) * sample_stride;
+      if constexpr (kNhwc) {
+        // A sample's gradient is a block-sized piece of a C-long vector, too far from the
+        // last one for the hardware prefetchers. (A prefetch past the end is harmless.)
+        for (int64_t d = 0; d < block; d += 64 / sizeof(T)) {
+          _mm_prefetch(reinterpret_cast<const char*>(gs + kPrefetchSamples * c + d),
+                       _MM_HINT_T0);
+        }
+      } else {
+        ahead.step(2);
+      }
+      const auto wl = W::set1(1 - xlerp[j]), wr = W::set1(xlerp[j]);
+      T* ptl = top + xlo[j] * block;
+      T* ptr = top + xhi[j] * block;
+      T* pbl = bottom + xlo[j] * block;
+      T* pbr = bottom + xhi[j] * block;
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t d = u * L;
+        const auto gv = W::load(gs + d, mask[u]);
+        const auto dt = W::mul(wt, gv), db = W::mul(wb, gv);
+        // Taps coincide at integer coordinates: each update reloads its tap.
+        W::store(ptl + d, W::add(W::load(ptl + d), W::mul(wl, dt)));
+        W::store(ptr + d, W::add(W::load(ptr + d), W::mul(wr, dt)));
+        W::store(pbl + d, W::add(W::load(pbl + d), W::mul(wl, db)));
+        W::store(pbr + d, W::add(W::load(pbr + d), W::mul(wr, db)));
+      }
+    }
+  }
+}
+
 // Image gradient (B, C, H, W) or (B, H, W, C) of the crops' gradient grad (K, C, oh, ow) or
 // (K, oh, ow, C), per (image, block of U * L channels) into an (H, W, block) tile. NCHW: each
 // box's gradient planes are first transposed into an (oh * ow, block) tile.
@@ -269,8 +341,6 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
     Prefetcher ahead;
     for (int64_t at = boxes.start[n]; at < boxes.start[n + 1]; ++at) {
       const int64_t r = boxes.order[at];
-      const auto& ty = taps.y[r];
-      const auto& tx = taps.x[r];
       const T* g = grad + r * crop * c + c0;  // NHWC: sample s at g + s * c
       int64_t sample_stride = c;
       if constexpr (!kNhwc) {
@@ -286,39 +356,8 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
         g = crops;
         sample_stride = block;
       }
-      for (int64_t i = ty.first; i < ty.last; ++i) {
-        T* top = tile + ty.lo[i] * w * block;
-        T* bottom = tile + ty.hi[i] * w * block;
-        const auto wt = W::set1(1 - ty.lerp[i]), wb = W::set1(ty.lerp[i]);
-        for (int64_t j = tx.first; j < tx.last; ++j) {
-          const T* gs = g + (i * ow + j) * sample_stride;
-          if constexpr (kNhwc) {
-            // A sample's gradient is a block-sized piece of a C-long vector, too far from the
-            // last one for the hardware prefetchers. (A prefetch past the end is harmless.)
-            for (int64_t d = 0; d < block; d += 64 / sizeof(T)) {
-              _mm_prefetch(reinterpret_cast<const char*>(gs + kPrefetchSamples * c + d),
-                           _MM_HINT_T0);
-            }
-          } else {
-            ahead.step(2);
-          }
-          const auto wl = W::set1(1 - tx.lerp[j]), wr = W::set1(tx.lerp[j]);
-          T* ptl = top + tx.lo[j] * block;
-          T* ptr = top + tx.hi[j] * block;
-          T* pbl = bottom + tx.lo[j] * block;
-          T* pbr = bottom + tx.hi[j] * block;
-          for (int64_t u = 0; u < U; ++u) {
-            const int64_t d = u * L;
-            const auto gv = W::load(gs + d, mask[u]);
-            const auto dt = W::mul(wt, gv), db = W::mul(wb, gv);
-            // Taps coincide at integer coordinates: each update reloads its tap.
-            W::store(ptl + d, W::add(W::load(ptl + d), W::mul(wl, dt)));
-            W::store(ptr + d, W::add(W::load(ptr + d), W::mul(wr, dt)));
-            W::store(pbl + d, W::add(W::load(pbl + d), W::mul(wl, db)));
-            W::store(pbr + d, W::add(W::load(pbr + d), W::mul(wr, db)));
-          }
-        }
-      }
+      scatter_box<W, T, U, kNhwc>(g, sample_stride, taps.y[r], taps.x[r], mask, tile, w * block,
+                                  c, ahead);
     }
     if constexpr (kNhwc) {
       T* out = gimage + n * hw * c + c0;

@@ -20,6 +20,10 @@ two processes alternating (ivr first in even rounds, TensorFlow first in odd one
 ratio is ivr / TensorFlow (below 1: ivr is faster). Both sides use --threads threads. ivr
 keeps freed memory in malloc as `ivr train` and `ivr test` do on CPUs (runtime
 .keep_freed_memory; TensorFlow's allocator caches too) unless --system-malloc.
+--baseline-ext DIR adds a third process, ivr with the extension found in DIR (an in-place
+build of another commit's ext/), in the same rotation, and prints its table too and the
+per-round ratio of this build to it: the way to tell a kernel change from the machine's
+drift, since all three are timed in the same minutes.
 """
 
 from __future__ import annotations
@@ -212,8 +216,9 @@ def tensorflow_python(given: str | None) -> str | None:
     return sys.executable if importlib.util.find_spec("tensorflow") else None
 
 
-def _worker(cmd: list[str]) -> dict:
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE).stdout
+def _worker(cmd: list[str], env: dict | None = None) -> dict:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=HERE,
+                         env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -239,12 +244,21 @@ def race(args) -> None:
     ivr_cmd = [sys.executable, str(HERE / "ops.py"), "--race-worker"] + common + (
         ["--system-malloc"] if args.system_malloc else [])
     tf_cmd = [tf_python, str(HERE / "tf_ops.py"), "--json"] + common
-    rounds = {"ivr": [], "tf": []}
+    cmds = {"ivr": (ivr_cmd, None), "tf": (tf_cmd, None)}
+    if args.baseline_ext:
+        base = str(Path(args.baseline_ext).resolve())
+        if not any(Path(base, "ivr_ext").glob("_C*.so")):
+            sys.exit(f"--baseline-ext: no built ivr_ext in {base} (build it in place there: "
+                     "IVR_CPU_ONLY=1 python setup.py build_ext --inplace)")
+        path = os.pathsep.join([base] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        cmds["baseline"] = (ivr_cmd, {**os.environ, "PYTHONPATH": path})
+    rounds = {side: [] for side in cmds}
+    sides = list(cmds)
     version = ""
     load = [os.getloadavg()[0]]  # what else the machine was running
     for i in range(args.rounds):
-        for side in (("ivr", "tf") if i % 2 == 0 else ("tf", "ivr")):
-            result = _worker(ivr_cmd if side == "ivr" else tf_cmd)
+        for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+            result = _worker(*cmds[side])
             rounds[side].append(result["times"])
             version = result.get("version", version)
             load.append(os.getloadavg()[0])
@@ -254,12 +268,23 @@ def race(args) -> None:
           f"{'system' if args.system_malloc else 'keeps freed memory'}; {os.cpu_count()} "
           f"CPUs ({cpu_model()}), 1-minute load average {min(load):.1f} to {max(load):.1f}; "
           "medians in ms")
-    print_race(rounds)
+    print_race(rounds["ivr"], rounds["tf"])
+    if "baseline" in rounds:
+        print(f"\nThe baseline build ({args.baseline_ext}), in the same rounds:")
+        print_race(rounds["baseline"], rounds["tf"])
+        print("\nThis build / the baseline, median of per-round ratios:")
+        pairs = list(zip(rounds["ivr"], rounds["baseline"]))
+        for case in rounds["ivr"][0]:
+            for layout in rounds["ivr"][0][case]:
+                ratios = [statistics.median(a[case][layout][step] / b[case][layout][step]
+                                            for a, b in pairs) for step in ("fwd", "fwd+bwd")]
+                print(f"  {case} {layout}: fwd {ratios[0]:.2f}, fwd+bwd {ratios[1]:.2f}")
 
 
-def print_race(rounds: dict) -> None:
+def print_race(ivr_rounds: list, tf_rounds: list) -> None:
     """One row per case and pass: TensorFlow's time, ivr's per layout and the ratio (with its
     range over the rounds)."""
+    rounds = {"ivr": ivr_rounds, "tf": tf_rounds}
     print("| case | pass | TF ms | ivr NCHW ms | NCHW / TF | ivr NHWC ms | NHWC / TF |")
     print("|---|---|---|---|---|---|---|")
     losing = []
@@ -297,6 +322,8 @@ def main() -> None:
     parser.add_argument("--tf-python", help="race: a Python that can import tensorflow")
     parser.add_argument("--system-malloc", action="store_true",
                         help="ivr: leave glibc's malloc at its defaults")
+    parser.add_argument("--baseline-ext", metavar="DIR",
+                        help="race: also time ivr with the extension built in DIR")
     parser.add_argument("--race-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import ivr_ext  # noqa: F401  (the compiled ops; `ivr build-ext` installs them)

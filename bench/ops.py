@@ -250,7 +250,7 @@ def race(args) -> None:
         if not any(Path(base, "ivr_ext").glob("_C*.so")):
             sys.exit(f"--baseline-ext: no built ivr_ext in {base} (build it in place there: "
                      "IVR_CPU_ONLY=1 python setup.py build_ext --inplace)")
-        path = os.pathsep.join([base] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        path = os.pathsep.join(filter(None, [base, os.environ.get("PYTHONPATH")]))
         cmds["baseline"] = (ivr_cmd, {**os.environ, "PYTHONPATH": path})
     rounds = {side: [] for side in cmds}
     sides = list(cmds)
@@ -268,10 +268,10 @@ def race(args) -> None:
           f"{'system' if args.system_malloc else 'keeps freed memory'}; {os.cpu_count()} "
           f"CPUs ({cpu_model()}), 1-minute load average {min(load):.1f} to {max(load):.1f}; "
           "medians in ms")
-    print_race(rounds["ivr"], rounds["tf"])
+    print_race(rounds)
     if "baseline" in rounds:
         print(f"\nThe baseline build ({args.baseline_ext}), in the same rounds:")
-        print_race(rounds["baseline"], rounds["tf"])
+        print_race({"ivr": rounds["baseline"], "tf": rounds["tf"]})
         print("\nThis build / the baseline, median of per-round ratios:")
         pairs = list(zip(rounds["ivr"], rounds["baseline"]))
         for case in rounds["ivr"][0]:
@@ -281,10 +281,9 @@ def race(args) -> None:
                 print(f"  {case} {layout}: fwd {ratios[0]:.2f}, fwd+bwd {ratios[1]:.2f}")
 
 
-def print_race(ivr_rounds: list, tf_rounds: list) -> None:
+def print_race(rounds: dict) -> None:
     """One row per case and pass: TensorFlow's time, ivr's per layout and the ratio (with its
     range over the rounds)."""
-    rounds = {"ivr": ivr_rounds, "tf": tf_rounds}
     print("| case | pass | TF ms | ivr NCHW ms | NCHW / TF | ivr NHWC ms | NHWC / TF |")
     print("|---|---|---|---|---|---|---|")
     losing = []

@@ -87,43 +87,51 @@ class StreamOut {
   int64_t left_ = 0;
 };
 
+// An AxisTaps' arrays and kept range, copied out for the inner loops of the helpers below:
+// the vector stores may alias any memory, so a value read through a reference or a lambda's
+// capture would be loaded again after each store, while a local's is not.
+template <typename T>
+struct TapsView {
+  const int64_t* lo;
+  const int64_t* hi;
+  const T* lerp;
+  int64_t size, first, last;
+  explicit TapsView(const AxisTaps<T>& a)
+      : lo(a.lo.data()), hi(a.hi.data()), lerp(a.lerp.data()),
+        size(static_cast<int64_t>(a.lo.size())), first(a.first), last(a.last) {}
+};
+
 // One box's crop of a block as channel vectors, crops[(i * ow + j) * block + d], from the
-// block's (H, W, block) tile (row_stride = W * block); out.step(U) once per sample. What the
-// loops read is copied into locals first: the vector stores may alias any memory, so a value
-// read through a reference or a lambda's capture would be loaded again after each of them.
+// block's (H, W, block) tile (row_stride = W * block); out.step(U) once per sample.
 template <typename W, typename T, int64_t U>
 IVR_AVX512 inline void crop_box_vectors(const T* tile, int64_t row_stride, const AxisTaps<T>& ty,
                                         const AxisTaps<T>& tx, typename W::V fills, T* crops,
                                         StreamOut<W, T>& out) {
   constexpr int64_t L = W::L, block = U * L;
-  const int64_t oh = static_cast<int64_t>(ty.lo.size()), ow = static_cast<int64_t>(tx.lo.size());
-  const int64_t *ylo = ty.lo.data(), *yhi = ty.hi.data(), *xlo = tx.lo.data(),
-                *xhi = tx.hi.data();
-  const T *ylerp = ty.lerp.data(), *xlerp = tx.lerp.data();
-  const int64_t i0 = ty.first, i1 = ty.last, j0 = tx.first, j1 = tx.last;
+  const TapsView<T> y(ty), x(tx);
   T* o = crops;
-  for (int64_t i = 0; i < oh; ++i) {
-    if (i < i0 || i >= i1) {
-      for (int64_t j = 0; j < ow; ++j, o += block) {
+  for (int64_t i = 0; i < y.size; ++i) {
+    if (i < y.first || i >= y.last) {
+      for (int64_t j = 0; j < x.size; ++j, o += block) {
         out.step(U);
         for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
       }
       continue;
     }
-    const T* top = tile + ylo[i] * row_stride;
-    const T* bottom = tile + yhi[i] * row_stride;
-    const auto yl = W::set1(ylerp[i]);
-    for (int64_t j = 0; j < ow; ++j, o += block) {
+    const T* top = tile + y.lo[i] * row_stride;
+    const T* bottom = tile + y.hi[i] * row_stride;
+    const auto yl = W::set1(y.lerp[i]);
+    for (int64_t j = 0; j < x.size; ++j, o += block) {
       out.step(U);  // the box before: nc * crop values, U vectors per sample of this one
-      if (j < j0 || j >= j1) {
+      if (j < x.first || j >= x.last) {
         for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
         continue;
       }
-      const T* tl = top + xlo[j] * block;
-      const T* tr = top + xhi[j] * block;
-      const T* bl = bottom + xlo[j] * block;
-      const T* br = bottom + xhi[j] * block;
-      const auto xl = W::set1(xlerp[j]);
+      const T* tl = top + x.lo[j] * block;
+      const T* tr = top + x.hi[j] * block;
+      const T* bl = bottom + x.lo[j] * block;
+      const T* br = bottom + x.hi[j] * block;
+      const auto xl = W::set1(x.lerp[j]);
       for (int64_t u = 0; u < U; ++u) {
         const int64_t d = u * L;
         W::store(o + d, vbilinear<W>(W::load(tl + d), W::load(tr + d), W::load(bl + d),
@@ -263,8 +271,8 @@ class Prefetcher {
 
 // Scatters one box's gradient of a block into the block's (H, W, block) tile (row_stride =
 // W * block): sample s's U vectors at g + s * sample_stride. NHWC: each sample prefetches
-// the one kPrefetchSamples ahead (stride c); NCHW: ahead steps. Locals only, as in
-// crop_box_vectors.
+// the one kPrefetchSamples ahead (stride c); NCHW: ahead steps. The masks are copied to
+// locals too (see TapsView).
 template <typename W, typename T, int64_t U, bool kNhwc>
 IVR_AVX512 inline void scatter_box(const T* g, int64_t sample_stride, const AxisTaps<T>& ty,
                                    const AxisTaps<T>& tx, const typename W::Mask* masks,
@@ -272,17 +280,13 @@ IVR_AVX512 inline void scatter_box(const T* g, int64_t sample_stride, const Axis
   constexpr int64_t L = W::L, block = U * L;
   typename W::Mask mask[U];
   for (int64_t u = 0; u < U; ++u) mask[u] = masks[u];
-  const int64_t ow = static_cast<int64_t>(tx.lo.size());
-  const int64_t *ylo = ty.lo.data(), *yhi = ty.hi.data(), *xlo = tx.lo.data(),
-                *xhi = tx.hi.data();
-  const T *ylerp = ty.lerp.data(), *xlerp = tx.lerp.data();
-  const int64_t i0 = ty.first, i1 = ty.last, j0 = tx.first, j1 = tx.last;
-  for (int64_t i = i0; i < i1; ++i) {
-    T* top = tile + ylo[i] * row_stride;
-    T* bottom = tile + yhi[i] * row_stride;
-    const auto wt = W::set1(1 - ylerp[i]), wb = W::set1(ylerp[i]);
-    for (int64_t j = j0; j < j1; ++j) {
-      const T* gs = g + (i * ow + j) * sample_stride;
+  const TapsView<T> y(ty), x(tx);
+  for (int64_t i = y.first; i < y.last; ++i) {
+    T* top = tile + y.lo[i] * row_stride;
+    T* bottom = tile + y.hi[i] * row_stride;
+    const auto wt = W::set1(1 - y.lerp[i]), wb = W::set1(y.lerp[i]);
+    for (int64_t j = x.first; j < x.last; ++j) {
+      const T* gs = g + (i * x.size + j) * sample_stride;
       if constexpr (kNhwc) {
         // A sample's gradient is a block-sized piece of a C-long vector, too far from the
         // last one for the hardware prefetchers. (A prefetch past the end is harmless.)
@@ -293,11 +297,11 @@ IVR_AVX512 inline void scatter_box(const T* g, int64_t sample_stride, const Axis
       } else {
         ahead.step(2);
       }
-      const auto wl = W::set1(1 - xlerp[j]), wr = W::set1(xlerp[j]);
-      T* ptl = top + xlo[j] * block;
-      T* ptr = top + xhi[j] * block;
-      T* pbl = bottom + xlo[j] * block;
-      T* pbr = bottom + xhi[j] * block;
+      const auto wl = W::set1(1 - x.lerp[j]), wr = W::set1(x.lerp[j]);
+      T* ptl = top + x.lo[j] * block;
+      T* ptr = top + x.hi[j] * block;
+      T* pbl = bottom + x.lo[j] * block;
+      T* pbr = bottom + x.hi[j] * block;
       for (int64_t u = 0; u < U; ++u) {
         const int64_t d = u * L;
         const auto gv = W::load(gs + d, mask[u]);
@@ -362,20 +366,19 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
     if constexpr (kNhwc) {
       T* out = gimage + n * hw * c + c0;
       const int64_t pixel_stride = c;  // a local: the stores could alias a captured c
-      if (stream && nc == block) {
-        for (int64_t p = 0; p < hw; ++p) {
-          for (int64_t u = 0; u < U; ++u) {
-            W::stream(out + p * pixel_stride + u * L, W::load(tile + p * block + u * L));
-          }
-        }
-        _mm_sfence();
-      } else {
-        for (int64_t p = 0; p < hw; ++p) {
-          for (int64_t u = 0; u < U; ++u) {
-            W::store(out + p * pixel_stride + u * L, W::load(tile + p * block + u * L), mask[u]);
+      const bool streamed = stream && nc == block;  // whole vectors only
+      for (int64_t p = 0; p < hw; ++p) {
+        for (int64_t u = 0; u < U; ++u) {
+          T* o = out + p * pixel_stride + u * L;
+          const auto v = W::load(tile + p * block + u * L);
+          if (streamed) {
+            W::stream(o, v);
+          } else {
+            W::store(o, v, mask[u]);
           }
         }
       }
+      if (streamed) _mm_sfence();
     } else {
       vectors_to_planes<W>(tile, block, nc, hw, gimage + (n * c + c0) * hw, hw);
     }

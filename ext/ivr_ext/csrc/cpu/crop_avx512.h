@@ -111,19 +111,13 @@ IVR_AVX512 inline void crop_box_vectors(const T* tile, int64_t row_stride, const
   const TapsView<T> y(ty), x(tx);
   T* o = crops;
   for (int64_t i = 0; i < y.size; ++i) {
-    if (i < y.first || i >= y.last) {
-      for (int64_t j = 0; j < x.size; ++j, o += block) {
-        out.step(U);
-        for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
-      }
-      continue;
-    }
+    const bool row_kept = i >= y.first && i < y.last;  // a dropped row's taps are 0: in range
     const T* top = tile + y.lo[i] * row_stride;
     const T* bottom = tile + y.hi[i] * row_stride;
     const auto yl = W::set1(y.lerp[i]);
     for (int64_t j = 0; j < x.size; ++j, o += block) {
       out.step(U);  // the box before: nc * crop values, U vectors per sample of this one
-      if (j < x.first || j >= x.last) {
+      if (!row_kept || j < x.first || j >= x.last) {
         for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
         continue;
       }

@@ -152,11 +152,13 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
   parallel_items(batch * blocks, (k * crop + batch * hw) * c, [&](int64_t item) IVR_AVX512 {
     const int64_t n = item / blocks, c0 = item % blocks * block, nc = std::min(block, c - c0);
     if (boxes.start[n] == boxes.start[n + 1]) return;
-    // (H, W, block), then (crop, block) and twice (block, crop): one box's planes are
-    // streamed out of one while the next box's are transposed into the other.
-    T* tile = thread_scratch<T>((hw + 3 * crop) * block);
+    // (H, W, block), then (crop, block) and (block, crop). One planes buffer: with two (a
+    // box's planes transposed into one while the box before is streamed out of the other)
+    // the forward measured 7 to 13 % slower at 14x14 (bench/README.md; the cause, L1 room or
+    // 4 KB address aliasing between the buffers, not isolated).
+    T* tile = thread_scratch<T>((hw + 2 * crop) * block);
     T* crops = tile + hw * block;
-    T* planes[2] = {crops + crop * block, crops + 2 * crop * block};
+    T* box_planes = crops + crop * block;
     for (int64_t u = 0; u < U; ++u) {
       const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
       planes_to_vectors<W>(src + (n * c + c0 + u * L) * hw, hw, rows, hw, tile + u * L, block);
@@ -166,8 +168,10 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
       const int64_t r = boxes.order[at];
       crop_box_vectors<W, T, U>(tile, w * block, taps.y[r], taps.x[r], fills, crops, out);
       // Transposed in cache; the box's planes of the block are nc * crop consecutive values
-      // of the output.
-      T* box_planes = planes[at % 2];
+      // of the output. The box before has been streamed out of box_planes during this box's
+      // sampling (a step per sample is at least its vectors): finish() copies only its
+      // unaligned tail.
+      out.finish();
       vectors_to_planes<W>(crops, block, nc, crop, box_planes, crop);
       if (stream) {
         out.start(box_planes, nc * crop, dst + (r * c + c0) * crop);

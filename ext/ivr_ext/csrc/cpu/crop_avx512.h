@@ -102,25 +102,34 @@ struct TapsView {
 };
 
 // One box's crop of a block as channel vectors, crops[(i * ow + j) * block + d], from the
-// block's (H, W, block) tile (row_stride = W * block); out.step(U) once per sample.
+// block's (H, W, block) tile (row_stride = W * block); stream.step(U) once per sample. The
+// dropped samples of a row are filled in loops of their own, so that the kept ones take no
+// branch, and the stream is worked on as a local copy, kept in registers (see TapsView).
 template <typename W, typename T, int64_t U>
 IVR_AVX512 inline void crop_box_vectors(const T* tile, int64_t row_stride, const AxisTaps<T>& ty,
                                         const AxisTaps<T>& tx, typename W::V fills, T* crops,
-                                        StreamOut<W, T>& out) {
+                                        StreamOut<W, T>& stream) {
   constexpr int64_t L = W::L, block = U * L;
   const TapsView<T> y(ty), x(tx);
+  StreamOut<W, T> out = stream;  // the box before: nc * crop values, U vectors per sample
   T* o = crops;
+  const auto fill = [&](int64_t samples) IVR_AVX512 {
+    for (; samples > 0; --samples, o += block) {
+      out.step(U);
+      for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
+    }
+  };
   for (int64_t i = 0; i < y.size; ++i) {
-    const bool row_kept = i >= y.first && i < y.last;  // a dropped row's taps are 0: in range
+    if (i < y.first || i >= y.last) {
+      fill(x.size);
+      continue;
+    }
+    fill(x.first);
     const T* top = tile + y.lo[i] * row_stride;
     const T* bottom = tile + y.hi[i] * row_stride;
     const auto yl = W::set1(y.lerp[i]);
-    for (int64_t j = 0; j < x.size; ++j, o += block) {
-      out.step(U);  // the box before: nc * crop values, U vectors per sample of this one
-      if (!row_kept || j < x.first || j >= x.last) {
-        for (int64_t u = 0; u < U; ++u) W::store(o + u * L, fills);
-        continue;
-      }
+    for (int64_t j = x.first; j < x.last; ++j, o += block) {
+      out.step(U);
       const T* tl = top + x.lo[j] * block;
       const T* tr = top + x.hi[j] * block;
       const T* bl = bottom + x.lo[j] * block;
@@ -132,7 +141,9 @@ IVR_AVX512 inline void crop_box_vectors(const T* tile, int64_t row_stride, const
                                      W::load(br + d), xl, yl));
       }
     }
+    fill(x.size - x.last);
   }
+  stream = out;
 }
 
 // image (B, C, H, W) -> out (K, C, oh, ow). Per (image, block of U * L channels): the block's

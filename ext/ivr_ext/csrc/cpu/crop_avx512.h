@@ -165,8 +165,8 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
     if (boxes.start[n] == boxes.start[n + 1]) return;
     // (H, W, block), then (crop, block) and (block, crop). One planes buffer: with two (a
     // box's planes transposed into one while the box before is streamed out of the other)
-    // the forward measured 6 to 16 % slower at 14x14 (bench/README.md; the cause, L1 room or
-    // 4 KB address aliasing between the buffers, not isolated).
+    // the forward measured 6 to 16 % slower at 14x14 (bench/README.md; most likely for L1
+    // room, the buffers' placement mattering little; not isolated).
     T* tile = thread_scratch<T>((hw + 2 * crop) * block);
     T* crops = tile + hw * block;
     T* box_planes = crops + crop * block;

@@ -1,15 +1,16 @@
 """ivr's compiled ops, registered as ``torch.ops.ivr.crop_and_resize`` and
 ``torch.ops.ivr.paste_and_sum`` (CPU kernels always, CUDA kernels when built with CUDA).
 
-Importing this package loads the library and registers the ops' autograd and fake kernels.
+Importing this package loads the library (schemas, kernels, autograd) and registers the ops'
+fake and autocast kernels.
 ivr uses the ops through ``ivr_core.ops``, which falls back to its pure-PyTorch reference
 when this package is missing.
 """
 
 import torch  # noqa: F401  (libtorch must be loaded before the extension library)
 
-from ivr_ext import _C  # noqa: F401  (registers schemas and kernels)
-from ivr_ext import _ops  # noqa: F401  (registers autograd and fake kernels)
+from ivr_ext import _C  # noqa: F401  (registers schemas, kernels and autograd)
+from ivr_ext import _ops  # noqa: F401  (registers fake and autocast kernels)
 
 __version__ = "0.1.0"
 

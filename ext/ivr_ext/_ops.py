@@ -1,5 +1,6 @@
-"""Autograd, fake (meta) and autocast kernels of the ivr ops; the backward passes are their
-own ops, which have no autograd themselves (double backward raises)."""
+"""Fake (meta) and autocast kernels of the ivr ops. Their autograd kernels are C++
+(csrc/autograd.cpp): the backward passes are their own ops, which have no autograd
+themselves (double backward raises)."""
 
 import torch
 
@@ -39,36 +40,6 @@ def _paste_fake(maps, boxes, out_h, out_w):
 def _paste_backward_fake(grad, maps, boxes, maps_grad, boxes_grad):
     return (maps.new_empty(maps.shape if maps_grad else (0,)),
             boxes.new_empty(boxes.shape if boxes_grad else (0,)))
-
-
-def _crop_setup(ctx, inputs, output):
-    image, boxes, box_ind = inputs[:3]
-    ctx.save_for_backward(image, boxes, box_ind)
-
-
-def _crop_backward(ctx, grad):
-    image, boxes, box_ind = ctx.saved_tensors
-    need_image, need_boxes = ctx.needs_input_grad[:2]
-    g_image, g_boxes = ops._crop_and_resize_backward(grad, image, boxes, box_ind,
-                                                     need_image, need_boxes)
-    return (g_image if need_image else None, g_boxes if need_boxes else None,
-            None, None, None, None)
-
-
-def _paste_setup(ctx, inputs, output):
-    maps, boxes = inputs[:2]
-    ctx.save_for_backward(maps, boxes)
-
-
-def _paste_backward(ctx, grad):
-    maps, boxes = ctx.saved_tensors
-    need_maps, need_boxes = ctx.needs_input_grad[:2]
-    g_maps, g_boxes = ops._paste_and_sum_backward(grad, maps, boxes, need_maps, need_boxes)
-    return g_maps if need_maps else None, g_boxes if need_boxes else None, None, None
-
-
-torch.library.register_autograd("ivr::crop_and_resize", _crop_backward, setup_context=_crop_setup)
-torch.library.register_autograd("ivr::paste_and_sum", _paste_backward, setup_context=_paste_setup)
 
 
 # Under autocast (ivr's runtime.amp = bf16 | fp16) the two ops run in float32, as

@@ -85,6 +85,26 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.ivr.paste_and_sum, (maps, inv, 5, 6))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_double_backward_raises(device):
+    """The gradients are not differentiable: a graph of them is refused, not built wrong."""
+    compiled_device(device)
+    image, boxes, box_ind = _crop_inputs(device, torch.float64, k=4)
+    image.requires_grad_()
+    out = compiled_crop(image, boxes, box_ind, (3, 3))
+    with pytest.raises(RuntimeError, match="crop_and_resize has no double backward"):
+        torch.autograd.grad(out.square().sum(), image, create_graph=True)
+    grad, = torch.autograd.grad(compiled_crop(image, boxes, box_ind, (3, 3)).square().sum(),
+                                image)
+    assert not grad.requires_grad
+    maps = torch.randn(3, 2, 7, 7, dtype=torch.float64, device=device, requires_grad=True)
+    inv = inverse_boxes(torch.tensor([[0.0, 0, 40, 30], [10, 20, 90, 50], [3, 3, 4, 70]],
+                                     dtype=torch.float64), 16, 5, 6).to(device)
+    with pytest.raises(RuntimeError, match="paste_and_sum has no double backward"):
+        torch.autograd.grad(compiled_paste(maps, inv, (5, 6)).square().sum(), maps,
+                            create_graph=True)
+
+
 def test_bad_box_index_and_shapes_are_caught():
     load_ext()
     image, boxes, box_ind = _crop_inputs("cpu", torch.float32)

@@ -1,5 +1,5 @@
-// Schemas of ivr's compiled ops. Kernels register per backend (cpu/, cuda/); autograd and
-// fake (meta) kernels are registered from Python (ivr_ext/_ops.py).
+// Schemas of ivr's compiled ops. Kernels register per backend (cpu/, cuda/), autograd kernels
+// in autograd.cpp; fake (meta) and autocast kernels from Python (ivr_ext/_ops.py).
 #include <Python.h>
 #include <torch/library.h>
 

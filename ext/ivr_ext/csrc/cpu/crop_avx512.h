@@ -183,7 +183,10 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
       // sampling (a step per sample is at least its vectors): finish() copies only its
       // unaligned tail.
       out.finish();
-      vectors_to_planes<W>(crops, block, nc, crop, box_planes, crop);
+      for (int64_t u = 0; u < U; ++u) {  // a transpose serves one vector of L channels
+        const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
+        vectors_to_planes<W>(crops + u * L, block, rows, crop, box_planes + u * L * crop, crop);
+      }
       if (stream) {
         out.start(box_planes, nc * crop, dst + (r * c + c0) * crop);
       } else {
@@ -389,7 +392,11 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
       }
       if (streamed) _mm_sfence();
     } else {
-      vectors_to_planes<W>(tile, block, nc, hw, gimage + (n * c + c0) * hw, hw);
+      for (int64_t u = 0; u < U; ++u) {
+        const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
+        vectors_to_planes<W>(tile + u * L, block, rows, hw, gimage + (n * c + c0 + u * L) * hw,
+                             hw);
+      }
     }
   });
 }

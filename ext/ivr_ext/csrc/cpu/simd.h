@@ -152,7 +152,7 @@ IVR_AVX512 inline void planes_to_vectors(const T* src, int64_t src_stride, int64
   }
 }
 
-// The inverse: dst[l * dst_stride + p] = src[p * src_stride + l] for p < n, l < rows.
+// The inverse: dst[l * dst_stride + p] = src[p * src_stride + l] for p < n, l < rows <= L.
 template <typename W, typename T>
 IVR_AVX512 inline void vectors_to_planes(const T* src, int64_t src_stride, int64_t rows, int64_t n,
                                          T* dst, int64_t dst_stride) {

@@ -11,7 +11,7 @@
 //   once per block instead of four scattered taps per output value.
 // - image gradient: per (image, block of channels), the output gradient is scattered into a
 //   private (H, W, block) tile, box by box in order, then copied out into the image gradient
-//   (NHWC, large: with non-temporal stores).
+//   (large: with non-temporal stores).
 //   No two tasks share an element, and no atomic or lock is taken per value.
 //
 // The per-lane arithmetic and, for every gradient element, the order of its terms are the
@@ -339,18 +339,24 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
   constexpr int64_t L = W::L, block = U * L;
   const int64_t hw = h * w, crop = oh * ow, blocks = (c + block - 1) / block;
   const BoxesByImage boxes(b, k, batch);
-  // NHWC: a large gradient's whole blocks are written with non-temporal stores (a block of a
-  // pixel is a few whole cache lines, 4 KB from the pixel before it at C = 1024; a normal
-  // store first reads each line). Not NCHW, where the copy-out writes whole planes and
-  // streaming measured no faster.
-  const bool stream = kNhwc && batch * c * hw * int64_t(sizeof(T)) >= kStreamBytes &&
-                      reinterpret_cast<uintptr_t>(gimage) % 64 == 0 && c * sizeof(T) % 64 == 0;
+  // A large gradient is written with non-temporal stores (a normal store first reads the
+  // line it writes). NHWC: whole blocks (a block of a pixel is a few whole cache lines, 4 KB
+  // from the pixel before it at C = 1024). NCHW: the tile is transposed back to planes
+  // kPlaneChunk pixels at a time into a buffer that stays in L1, and each plane's run is
+  // streamed from there (transposed straight into the gradient, 3/4 of the planes' vector
+  // stores straddle two cache lines; the chunked copy measured 0.95 to 0.98 of that one's
+  // forward + backward time, bench/README.md).
+  constexpr int64_t kPlaneChunk = 256;
+  const bool stream =
+      batch * c * hw * int64_t(sizeof(T)) >= kStreamBytes &&
+      (!kNhwc || (reinterpret_cast<uintptr_t>(gimage) % 64 == 0 && c * sizeof(T) % 64 == 0));
   parallel_items(batch * blocks, (k * crop + batch * hw) * c, [&](int64_t item) IVR_AVX512 {
     const int64_t n = item / blocks, c0 = item % blocks * block, nc = std::min(block, c - c0);
     typename W::Mask mask[U];
     for (int64_t u = 0; u < U; ++u) mask[u] = W::first(std::max<int64_t>(0, nc - u * L));
-    T* tile = thread_scratch<T>((hw + (kNhwc ? 0 : crop)) * block);  // (H, W, block)
-    T* crops = tile + hw * block;                                      // NCHW: (crop, block)
+    // (H, W, block), then NCHW: (crop, block) and (block, kPlaneChunk)
+    T* tile = thread_scratch<T>((hw + (kNhwc ? 0 : crop + kPlaneChunk)) * block);
+    T* crops = tile + hw * block;
     std::memset(tile, 0, sizeof(T) * hw * block);
     // NCHW: a box's gradient planes of the block (nc * crop values in a row) are fetched
     // while the box before it is scattered.
@@ -391,6 +397,23 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
         }
       }
       if (streamed) _mm_sfence();
+    } else if (stream) {
+      T* planes = crops + crop * block;
+      T* out = gimage + (n * c + c0) * hw;
+      StreamOut<W, T> copy;
+      for (int64_t p0 = 0; p0 < hw; p0 += kPlaneChunk) {
+        const int64_t np = std::min(kPlaneChunk, hw - p0);
+        for (int64_t u = 0; u < U; ++u) {
+          const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
+          vectors_to_planes<W>(tile + p0 * block + u * L, block, rows, np,
+                               planes + u * L * kPlaneChunk, kPlaneChunk);
+        }
+        for (int64_t l = 0; l < nc; ++l) {
+          copy.start(planes + l * kPlaneChunk, np, out + l * hw + p0);
+        }
+        copy.finish();
+      }
+      _mm_sfence();
     } else {
       for (int64_t u = 0; u < U; ++u) {
         const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);

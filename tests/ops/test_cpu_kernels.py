@@ -136,7 +136,7 @@ def _crop_in_child(queue, layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_a_forked_process_runs_the_op(layout, restore_threads):
-    """The kernels hand work to torch's inter-op threads, which a fork does not copy: in a
+    """The kernels hand work to ivr's helper threads, which a fork does not copy: in a
     forked process whose parent ran them, the op must still finish, with the same results.
     The parent is a fresh interpreter: the test process has threads of earlier tests that a
     fork could find holding a lock, which is not what this checks."""

@@ -7,12 +7,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
+#include <thread>
 
 namespace ivr {
 namespace cpu {
@@ -21,10 +24,9 @@ namespace cpu {
 // millisecond on one core): waking another thread would cost more than it saves.
 constexpr int64_t kSerialWork = int64_t(1) << 20;
 
-// Whether this process is a fork of one that ran these kernels. torch's inter-op pool does
-// not survive a fork: its threads are gone and signalling its condition variable, which a
-// thread was waiting on at the fork, hangs. Such a process (a DataLoader worker, say) runs
-// the kernels on its calling thread.
+// Whether this process is a fork of one that ran these kernels. The helper threads (below)
+// do not survive a fork: they are gone, and their lock may have been held at the fork. Such
+// a process (a DataLoader worker, say) runs the kernels on its calling thread.
 inline bool forked_child() {
   static std::atomic<bool> forked{false};
   static const bool watching = [] {
@@ -35,8 +37,78 @@ inline bool forked_child() {
   return forked.load();
 }
 
+// Work that helper threads may join: run() claims and runs items until none are left.
+struct Job {
+  virtual ~Job() = default;
+  virtual void run() = 0;
+};
+
+// ivr's helper threads (created on first use, never destroyed). A call hands its Job to up
+// to `wanted` of them; after a Job a helper spins for kSpin waiting for the next one before
+// it sleeps, so that back-to-back calls (a forward, then its backward) find it awake: on
+// this project's 2-core VM, a sleeping thread of torch's inter-op pool started 84 to 108 us
+// after at::launch, a sixth of a 0.6 ms call (bench/README.md).
+class Helpers {
+ public:
+  static Helpers& get() {
+    static Helpers* helpers = new Helpers;  // leaked: helpers may run past static destruction
+    return *helpers;
+  }
+
+  void offer(std::shared_ptr<Job> job, int64_t wanted) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (; static_cast<int64_t>(count_) < wanted; ++count_) {
+        try {
+          std::thread([this] { loop(); }).detach();
+        } catch (const std::system_error&) {  // no more threads: the callers run alone
+          break;
+        }
+      }
+      job_ = std::move(job);
+      wanted_ = wanted;
+      epoch_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+  }
+
+ private:
+  static constexpr auto kSpin = std::chrono::microseconds(200);
+
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      const auto until = std::chrono::steady_clock::now() + kSpin;
+      while (epoch_.load(std::memory_order_acquire) == seen &&
+             std::chrono::steady_clock::now() < until) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return epoch_.load() != seen; });
+        seen = epoch_.load();
+        if (wanted_ > 0) {
+          --wanted_;
+          job = job_;
+        }
+      }
+      if (job) job->run();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> epoch_{0};
+  std::shared_ptr<Job> job_;  // the last call's (its run() returns at once when it is done)
+  int64_t wanted_ = 0;
+  size_t count_ = 0;
+};
+
 // f(i) for every i in [0, n), on the calling thread and up to get_num_threads() - 1 helpers
-// from torch's inter-op pool, items handed out one at a time from a shared counter.
+// (Helpers above), items handed out one at a time from a shared counter.
 //
 // Why not at::parallel_for (OpenMP): its team joins at a barrier, so a call lasts until
 // every thread has arrived; libgomp's threads spin between regions, and where other
@@ -54,7 +126,7 @@ void parallel_items(int64_t n, int64_t work, const F& f) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
-  struct Shared {
+  struct Shared : Job {
     explicit Shared(int64_t n, const F& f) : n(n), f(&f) {}
     const int64_t n;
     const F* f;  // used only while an item is unclaimed, i.e. before the call returns
@@ -63,7 +135,7 @@ void parallel_items(int64_t n, int64_t work, const F& f) {
     std::condition_variable all_done;
     std::exception_ptr error;
 
-    void run() {
+    void run() override {
       for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
         try {
           (*f)(i);
@@ -79,7 +151,7 @@ void parallel_items(int64_t n, int64_t work, const F& f) {
     }
   };
   auto shared = std::make_shared<Shared>(n, f);
-  for (int64_t t = 0; t < helpers; ++t) at::launch([shared] { shared->run(); });
+  Helpers::get().offer(shared, helpers);
   shared->run();
   std::unique_lock<std::mutex> lock(shared->mutex);
   shared->all_done.wait(lock, [&] { return shared->done.load() == n; });

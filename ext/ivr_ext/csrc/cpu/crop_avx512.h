@@ -170,10 +170,7 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
     T* tile = thread_scratch<T>((hw + 2 * crop) * block);
     T* crops = tile + hw * block;
     T* box_planes = crops + crop * block;
-    for (int64_t u = 0; u < U; ++u) {
-      const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
-      planes_to_vectors<W>(src + (n * c + c0 + u * L) * hw, hw, rows, hw, tile + u * L, block);
-    }
+    planes_to_vectors<W>(src + (n * c + c0) * hw, hw, nc, hw, tile, block);
     StreamOut<W, T> out;
     for (int64_t at = boxes.start[n]; at < boxes.start[n + 1]; ++at) {
       const int64_t r = boxes.order[at];
@@ -183,10 +180,7 @@ IVR_AVX512 void crop_nchw_avx512(const T* src, int64_t batch, int64_t c, int64_t
       // sampling (a step per sample is at least its vectors): finish() copies only its
       // unaligned tail.
       out.finish();
-      for (int64_t u = 0; u < U; ++u) {  // a transpose serves one vector of L channels
-        const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
-        vectors_to_planes<W>(crops + u * L, block, rows, crop, box_planes + u * L * crop, crop);
-      }
+      vectors_to_planes<W>(crops, block, nc, crop, box_planes, crop);
       if (stream) {
         out.start(box_planes, nc * crop, dst + (r * c + c0) * crop);
       } else {
@@ -370,11 +364,7 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
         if (at + 1 < boxes.start[n + 1]) {
           ahead.start(grad + (boxes.order[at + 1] * c + c0) * crop, sizeof(T) * nc * crop);
         }
-        for (int64_t u = 0; u < U; ++u) {
-          const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
-          planes_to_vectors<W>(grad + (r * c + c0 + u * L) * crop, crop, rows, crop,
-                               crops + u * L, block);
-        }
+        planes_to_vectors<W>(grad + (r * c + c0) * crop, crop, nc, crop, crops, block);
         g = crops;
         sample_stride = block;
       }
@@ -403,11 +393,7 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
       StreamOut<W, T> copy;
       for (int64_t p0 = 0; p0 < hw; p0 += kPlaneChunk) {
         const int64_t np = std::min(kPlaneChunk, hw - p0);
-        for (int64_t u = 0; u < U; ++u) {
-          const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
-          vectors_to_planes<W>(tile + p0 * block + u * L, block, rows, np,
-                               planes + u * L * kPlaneChunk, kPlaneChunk);
-        }
+        vectors_to_planes<W>(tile + p0 * block, block, nc, np, planes, kPlaneChunk);
         for (int64_t l = 0; l < nc; ++l) {
           copy.start(planes + l * kPlaneChunk, np, out + l * hw + p0);
         }
@@ -415,11 +401,7 @@ IVR_AVX512 void crop_image_grad_avx512(const T* grad, int64_t batch, int64_t c, 
       }
       _mm_sfence();
     } else {
-      for (int64_t u = 0; u < U; ++u) {
-        const int64_t rows = std::clamp<int64_t>(nc - u * L, 0, L);
-        vectors_to_planes<W>(tile + u * L, block, rows, hw, gimage + (n * c + c0 + u * L) * hw,
-                             hw);
-      }
+      vectors_to_planes<W>(tile, block, nc, hw, gimage + (n * c + c0) * hw, hw);
     }
   });
 }

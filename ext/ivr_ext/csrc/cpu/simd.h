@@ -7,6 +7,7 @@
 // vector kernels give the portable kernels' results to the bit.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -134,37 +135,44 @@ IVR_AVX512 inline typename W::V vbilinear(typename W::V tl, typename W::V tr, ty
   return W::add(top, W::mul(W::sub(bottom, top), yl));
 }
 
-// Between L planes and vectors of L lanes, an L x L transpose at a time:
-// dst[p * dst_stride + l] = src[l * src_stride + p] for p < n, l < rows (lanes from rows on
-// are 0).
+// Between planes and vectors of lanes, an L x L transpose at a time:
+// dst[p * dst_stride + l] = src[l * src_stride + p] for p < n, l < rows (any number of rows,
+// L per transpose; the last transpose's lanes from rows on are 0).
 template <typename W, typename T>
 IVR_AVX512 inline void planes_to_vectors(const T* src, int64_t src_stride, int64_t rows, int64_t n,
                                          T* dst, int64_t dst_stride) {
   constexpr int64_t L = W::L;
   typename W::V r[L];
-  for (int64_t p = 0; p < n; p += L) {
-    const auto m = W::first(n - p);
-    for (int64_t l = 0; l < L; ++l) {
-      r[l] = l < rows ? W::load(src + l * src_stride + p, m) : W::zero();
+  for (int64_t l0 = 0; l0 < rows; l0 += L, src += L * src_stride, dst += L) {
+    const int64_t group = std::min(L, rows - l0);
+    for (int64_t p = 0; p < n; p += L) {
+      const auto m = W::first(n - p);
+      for (int64_t l = 0; l < L; ++l) {
+        r[l] = l < group ? W::load(src + l * src_stride + p, m) : W::zero();
+      }
+      W::transpose(r);
+      for (int64_t q = 0; q < L && p + q < n; ++q) W::store(dst + (p + q) * dst_stride, r[q]);
     }
-    W::transpose(r);
-    for (int64_t q = 0; q < L && p + q < n; ++q) W::store(dst + (p + q) * dst_stride, r[q]);
   }
 }
 
-// The inverse: dst[l * dst_stride + p] = src[p * src_stride + l] for p < n, l < rows <= L.
+// The inverse: dst[l * dst_stride + p] = src[p * src_stride + l] for p < n, l < rows (any
+// number of rows, L per transpose).
 template <typename W, typename T>
 IVR_AVX512 inline void vectors_to_planes(const T* src, int64_t src_stride, int64_t rows, int64_t n,
                                          T* dst, int64_t dst_stride) {
   constexpr int64_t L = W::L;
   typename W::V r[L];
-  for (int64_t p = 0; p < n; p += L) {
-    const auto m = W::first(n - p);
-    for (int64_t q = 0; q < L; ++q) {
-      r[q] = p + q < n ? W::load(src + (p + q) * src_stride) : W::zero();
+  for (int64_t l0 = 0; l0 < rows; l0 += L, src += L, dst += L * dst_stride) {
+    const int64_t group = std::min(L, rows - l0);
+    for (int64_t p = 0; p < n; p += L) {
+      const auto m = W::first(n - p);
+      for (int64_t q = 0; q < L; ++q) {
+        r[q] = p + q < n ? W::load(src + (p + q) * src_stride) : W::zero();
+      }
+      W::transpose(r);
+      for (int64_t l = 0; l < group; ++l) W::store(dst + l * dst_stride + p, r[l], m);
     }
-    W::transpose(r);
-    for (int64_t l = 0; l < rows; ++l) W::store(dst + l * dst_stride + p, r[l], m);
   }
 }
 

@@ -20,14 +20,20 @@ c10::TypedOperatorHandle<Signature> op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
 }
 
-using BackwardSignature = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, bool, bool);
+using Tensor = at::Tensor;
+using CropSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t,
+                             double);
+using CropBackwardSignature = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&,
+                                                         const Tensor&, const Tensor&, bool, bool);
+using PasteSignature = Tensor(const Tensor&, const Tensor&, int64_t, int64_t);
+using PasteBackwardSignature = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&,
+                                                          const Tensor&, bool, bool);
 
 // Raises where the gradient's own graph is asked for.
-void check_no_double_backward(const char* op, std::initializer_list<at::Tensor> inputs) {
+void check_no_double_backward(const char* name, std::initializer_list<at::Tensor> inputs) {
   if (!at::GradMode::is_enabled()) return;
   for (const auto& t : inputs) {
-    TORCH_CHECK(!t.requires_grad(), op, " has no double backward (its gradient is not "
+    TORCH_CHECK(!t.requires_grad(), name, " has no double backward (its gradient is not "
                 "differentiable): compute its gradients without create_graph=True");
   }
 }
@@ -37,19 +43,14 @@ class CropAndResize : public torch::autograd::Function<CropAndResize> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& image,
                             const at::Tensor& boxes, const at::Tensor& box_ind, int64_t crop_h,
                             int64_t crop_w, double extrapolation_value) {
-    static const auto crop = op<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                           const at::Tensor&, int64_t, int64_t, double)>(
-        "ivr::crop_and_resize");
+    static const auto crop = op<CropSignature>("ivr::crop_and_resize");
     ctx->save_for_backward({image, boxes, box_ind});
     at::AutoDispatchBelowADInplaceOrView guard;
     return crop.call(image, boxes, box_ind, crop_h, crop_w, extrapolation_value);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    static const auto crop_backward =
-        op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                              const at::Tensor&, const at::Tensor&, bool, bool)>(
-            "ivr::_crop_and_resize_backward");
+    static const auto crop_backward = op<CropBackwardSignature>("ivr::_crop_and_resize_backward");
     const auto saved = ctx->get_saved_variables();
     check_no_double_backward("ivr::crop_and_resize", {grads[0], saved[0], saved[1]});
     const bool need_image = ctx->needs_input_grad(0), need_boxes = ctx->needs_input_grad(1);
@@ -64,16 +65,14 @@ class PasteAndSum : public torch::autograd::Function<PasteAndSum> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& maps, const at::Tensor& boxes,
                             int64_t out_h, int64_t out_w) {
-    static const auto paste =
-        op<at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t)>(
-            "ivr::paste_and_sum");
+    static const auto paste = op<PasteSignature>("ivr::paste_and_sum");
     ctx->save_for_backward({maps, boxes});
     at::AutoDispatchBelowADInplaceOrView guard;
     return paste.call(maps, boxes, out_h, out_w);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    static const auto paste_backward = op<BackwardSignature>("ivr::_paste_and_sum_backward");
+    static const auto paste_backward = op<PasteBackwardSignature>("ivr::_paste_and_sum_backward");
     const auto saved = ctx->get_saved_variables();
     check_no_double_backward("ivr::paste_and_sum", {grads[0], saved[0], saved[1]});
     const bool need_maps = ctx->needs_input_grad(0), need_boxes = ctx->needs_input_grad(1);

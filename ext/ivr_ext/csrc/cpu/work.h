@@ -58,7 +58,7 @@ class Helpers {
   void offer(std::shared_ptr<Job> job, int64_t wanted) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      for (; static_cast<int64_t>(count_) < wanted; ++count_) {
+      for (; count_ < wanted; ++count_) {
         try {
           std::thread([this] { loop(); }).detach();
         } catch (const std::system_error&) {  // no more threads: the callers run alone
@@ -104,7 +104,7 @@ class Helpers {
   std::atomic<uint64_t> epoch_{0};
   std::shared_ptr<Job> job_;  // the last call's (its run() returns at once when it is done)
   int64_t wanted_ = 0;
-  size_t count_ = 0;
+  int64_t count_ = 0;  // helper threads started
 };
 
 // f(i) for every i in [0, n), on the calling thread and up to get_num_threads() - 1 helpers
